@@ -1,0 +1,368 @@
+// Package jsonobj reads and edits the top level of a JSON object in place,
+// without decoding or re-encoding the rest of it. The relay uses it to change
+// the few fields it must (model, token limits, operator overrides) while every
+// other byte the caller or the serve sent passes through unchanged.
+//
+// Callers validate the document first (json.Valid); the scanner then only
+// needs to find where each top-level value starts and ends.
+package jsonobj
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
+
+// Errors returned by Fields.
+var (
+	ErrNotObject    = errors.New("body must be a JSON object")
+	ErrDuplicateKey = errors.New("duplicate top-level key")
+	errMalformed    = errors.New("malformed JSON")
+)
+
+// Field is one top-level member: Key is unescaped, Value is the raw value
+// bytes (a sub-slice of the document).
+type Field struct {
+	Key        string
+	Start, End int // Value == doc[Start:End]
+	Value      []byte
+	// memberStart/memberEnd cover `"key": value` for deletion.
+	memberStart, memberEnd int
+}
+
+// Object is a scanned top-level JSON object.
+type Object struct {
+	Doc    []byte
+	Fields []Field
+}
+
+// Parse scans the top level of doc, which must be valid JSON. Duplicate
+// top-level keys are rejected: JSON parsers disagree on which copy wins, and
+// the router must see the same value the serve will act on.
+func Parse(doc []byte) (*Object, error) {
+	o := &Object{Doc: doc}
+	return o, o.parse()
+}
+
+func (o *Object) parse() error {
+	b := o.Doc
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return ErrNotObject
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return errMalformed
+		}
+		memberStart := i
+		keyEnd, err := skipString(b, i)
+		if err != nil {
+			return err
+		}
+		key := unquoteKey(b[i:keyEnd])
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return errMalformed
+		}
+		i = skipSpace(b, i+1)
+		end, err := skipValue(b, i)
+		if err != nil {
+			return err
+		}
+		for _, f := range o.Fields {
+			if f.Key == key {
+				return ErrDuplicateKey
+			}
+		}
+		o.Fields = append(o.Fields, Field{Key: key, Start: i, End: end, Value: b[i:end], memberStart: memberStart, memberEnd: end})
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return errMalformed
+		}
+		if b[i] == '}' {
+			return nil
+		}
+		if b[i] != ',' {
+			return errMalformed
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+// Get returns the raw value of key, or nil if absent.
+func (o *Object) Get(key string) []byte {
+	if f := o.field(key); f != nil {
+		return f.Value
+	}
+	return nil
+}
+
+// Has reports whether key is present (even with a null value).
+func (o *Object) Has(key string) bool { return o.field(key) != nil }
+
+func (o *Object) field(key string) *Field {
+	for i := range o.Fields {
+		if o.Fields[i].Key == key {
+			return &o.Fields[i]
+		}
+	}
+	return nil
+}
+
+// Find returns the span of the top-level value of key in doc without
+// building a Field list: the per-event path of the streaming relay uses it.
+// doc must be a valid JSON object; ok is false if the key is absent or doc
+// is not an object.
+func Find(doc []byte, key string) (start, end int, ok bool) {
+	b := doc
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return 0, 0, false
+	}
+	i = skipSpace(b, i+1)
+	for i < len(b) && b[i] == '"' {
+		keyEnd, err := skipString(b, i)
+		if err != nil {
+			return 0, 0, false
+		}
+		match := keyEquals(b[i:keyEnd], key)
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return 0, 0, false
+		}
+		i = skipSpace(b, i+1)
+		end, err := skipValue(b, i)
+		if err != nil {
+			return 0, 0, false
+		}
+		if match {
+			return i, end, true
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ',' {
+			return 0, 0, false
+		}
+		i = skipSpace(b, i+1)
+	}
+	return 0, 0, false
+}
+
+// Edit is a set of top-level changes applied in one pass by Apply.
+type Edit struct {
+	set   []member // replace if present, else append
+	dflt  []member // append only if absent (and not set)
+	order []string
+}
+
+type member struct {
+	key string
+	raw []byte
+}
+
+// Set replaces key's value with raw (valid JSON), or appends it.
+func (e *Edit) Set(key string, raw []byte) {
+	for i := range e.set {
+		if e.set[i].key == key {
+			e.set[i].raw = raw
+			return
+		}
+	}
+	e.set = append(e.set, member{key, raw})
+}
+
+// Default appends key with raw only if the object has no such key and no
+// Set names it.
+func (e *Edit) Default(key string, raw []byte) {
+	e.dflt = append(e.dflt, member{key, raw})
+}
+
+// Empty reports whether the edit changes nothing.
+func (e *Edit) Empty() bool { return len(e.set) == 0 && len(e.dflt) == 0 }
+
+// Apply returns the edited document. Untouched members keep their exact
+// bytes and order; replaced values keep their position; new members are
+// appended before the closing brace. If the edit is empty, o.Doc itself is
+// returned.
+func (o *Object) Apply(e *Edit) []byte {
+	if e.Empty() {
+		return o.Doc
+	}
+	doc := o.Doc
+	out := make([]byte, 0, len(doc)+64*(len(e.set)+len(e.dflt)))
+	last := 0
+	for i := range o.Fields {
+		f := &o.Fields[i]
+		for _, m := range e.set {
+			if m.key == f.Key {
+				out = append(out, doc[last:f.Start]...)
+				out = append(out, m.raw...)
+				last = f.End
+				break
+			}
+		}
+	}
+	// Everything up to the closing brace of the object.
+	closing := bytes.LastIndexByte(doc, '}')
+	out = append(out, doc[last:closing]...)
+	n := len(o.Fields)
+	appendMember := func(key string, raw []byte) {
+		if n > 0 {
+			out = append(out, ',')
+		}
+		n++
+		out = appendString(out, key)
+		out = append(out, ':')
+		out = append(out, raw...)
+	}
+	for _, m := range e.set {
+		if !o.Has(m.key) {
+			appendMember(m.key, m.raw)
+		}
+	}
+	for _, m := range e.dflt {
+		if o.Has(m.key) || e.sets(m.key) {
+			continue
+		}
+		appendMember(m.key, m.raw)
+	}
+	return append(out, doc[closing:]...)
+}
+
+func (e *Edit) sets(key string) bool {
+	for _, m := range e.set {
+		if m.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// ReplaceValue returns doc with the bytes doc[start:end] replaced by raw,
+// written into dst (which may be nil).
+func ReplaceValue(dst, doc []byte, start, end int, raw []byte) []byte {
+	dst = append(dst, doc[:start]...)
+	dst = append(dst, raw...)
+	return append(dst, doc[end:]...)
+}
+
+// AppendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	b, _ := json.Marshal(s) // strings always marshal
+	return append(dst, b...)
+}
+
+// String returns s encoded as a JSON string literal.
+func String(s string) []byte {
+	return appendString(nil, s)
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just past the closing quote of the string
+// starting at b[i] == '"'.
+func skipString(b []byte, i int) (int, error) {
+	i++
+	for {
+		j := bytes.IndexAny(b[i:], `"\`)
+		if j < 0 {
+			return 0, errMalformed
+		}
+		i += j
+		if b[i] == '"' {
+			return i + 1, nil
+		}
+		i += 2 // backslash and the escaped byte
+		if i > len(b) {
+			return 0, errMalformed
+		}
+	}
+}
+
+// skipValue returns the index just past the value starting at b[i].
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, errMalformed
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				end, err := skipString(b, i)
+				if err != nil {
+					return 0, err
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+			i++
+		}
+		return 0, errMalformed
+	default: // number, true, false, null
+		j := i
+		for j < len(b) {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				if j == i {
+					return 0, errMalformed
+				}
+				return j, nil
+			}
+			j++
+		}
+		return 0, errMalformed
+	}
+}
+
+func keyEquals(quoted []byte, key string) bool {
+	inner := quoted[1 : len(quoted)-1]
+	if plainKey(inner) {
+		return string(inner) == key
+	}
+	return unquoteKey(quoted) == key
+}
+
+// plainKey reports whether a key's bytes are its value: no escapes and
+// valid UTF-8 (encoding/json turns each invalid byte into U+FFFD, and the
+// router must agree with it on which keys are equal).
+func plainKey(inner []byte) bool {
+	return bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)
+}
+
+func unquoteKey(quoted []byte) string {
+	inner := quoted[1 : len(quoted)-1]
+	if plainKey(inner) {
+		return string(inner)
+	}
+	var s string
+	if err := json.Unmarshal(quoted, &s); err != nil {
+		return strings.ToValidUTF8(string(inner), "\uFFFD")
+	}
+	return s
+}
