@@ -1,0 +1,201 @@
+// Package backends is the serve side of the router: it turns the validated
+// tier config into routable tiers, prepares upstream request bodies (model
+// rewrite, operator overrides, output caps), talks to the loopback serves
+// over a shared connection pool, and relays their responses — streams event
+// by event — while classifying every upstream failure so the front door can
+// answer with the right status.
+package backends
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
+)
+
+// Set is the routable view of a config: tiers by id and aliases by
+// normalized name. It is immutable after New and safe for concurrent use.
+type Set struct {
+	tiers   []*Tier
+	byAlias map[string]*Tier
+	routes  []config.Route
+	// ExhaustionStatus is the status for "the routed serve cannot take this
+	// request now" (the client's failover signal).
+	ExhaustionStatus int
+	client           *http.Client
+}
+
+// Tier is one chat serve, ready to receive requests.
+type Tier struct {
+	config.Tier
+	// Aliases that route here, in config order.
+	Aliases []string
+
+	chatURL   string
+	authValue string // "Bearer <token>" or "" — never logged
+	timeout   time.Duration
+	// Pre-encoded operator overrides, applied to every body.
+	extraBody         []member
+	extraBodyDefaults []member
+	modelJSON         []byte // Tier.Model as a JSON string, nil if unset
+	client            *http.Client
+}
+
+type member struct {
+	key string
+	raw []byte
+}
+
+// Options tunes the upstream transport.
+type Options struct {
+	// LookupEnv reads a tier's auth_env value (the process env in
+	// production). A missing value means no upstream auth header.
+	LookupEnv func(string) string
+	// MaxIdleConnsPerHost bounds pooled keep-alive connections per serve.
+	MaxIdleConnsPerHost int
+}
+
+// New builds the routable set from a validated config.
+func New(cfg *config.Config, opts Options) (*Set, error) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = config.LookupTierSecret
+	}
+	if opts.MaxIdleConnsPerHost == 0 {
+		opts.MaxIdleConnsPerHost = 1024
+	}
+	s := &Set{
+		byAlias:          make(map[string]*Tier, len(cfg.Router.Routes)),
+		routes:           cfg.Router.Routes,
+		ExhaustionStatus: cfg.Router.ExhaustionStatus,
+		client:           &http.Client{Transport: newTransport(opts.MaxIdleConnsPerHost), CheckRedirect: noRedirects},
+	}
+	byID := map[string]*Tier{}
+	for _, tc := range cfg.Router.Tiers {
+		t, err := newTier(tc, cfg.Router.RelayTimeout, opts.LookupEnv, s.client)
+		if err != nil {
+			return nil, fmt.Errorf("tier %q: %w", tc.ID, err)
+		}
+		s.tiers = append(s.tiers, t)
+		byID[t.ID] = t
+	}
+	for _, r := range cfg.Router.Routes {
+		t := byID[r.TierID]
+		if t == nil {
+			return nil, fmt.Errorf("alias %q: unknown tier %q", r.Alias, r.TierID)
+		}
+		t.Aliases = append(t.Aliases, r.Alias)
+		s.byAlias[r.Alias] = t
+	}
+	return s, nil
+}
+
+// newTransport is the one HTTP transport to the serves: keep-alive pooling
+// sized for many concurrent streams, no proxies (the serves are on loopback
+// and a proxy would see bearer tokens), no transparent gzip (bytes pass
+// through as the serve sent them).
+func newTransport(maxIdlePerHost int) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:          maxIdlePerHost * 4,
+		MaxIdleConnsPerHost:   maxIdlePerHost,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: 0,
+		WriteBufferSize:       32 << 10,
+		ReadBufferSize:        32 << 10,
+	}
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func newTier(tc config.Tier, relayTimeout time.Duration, lookup func(string) string, client *http.Client) (*Tier, error) {
+	t := &Tier{Tier: tc, client: client, timeout: relayTimeout}
+	if tc.Timeout > 0 {
+		t.timeout = tc.Timeout
+	}
+	if t.timeout <= 0 {
+		t.timeout = 20 * time.Second
+	}
+	base := strings.TrimRight(tc.BaseURL, "/")
+	switch tc.Dialect {
+	case "openai":
+		if !strings.HasSuffix(base, "/v1") {
+			base += "/v1"
+		}
+		t.chatURL = base + "/chat/completions"
+	case "anthropic":
+		t.chatURL = base + "/v1/messages"
+	default:
+		return nil, fmt.Errorf("unsupported dialect %q", tc.Dialect)
+	}
+	if tc.AuthEnv != "" {
+		if v := strings.TrimSpace(lookup(tc.AuthEnv)); v != "" {
+			t.authValue = "Bearer " + v
+		}
+	}
+	if tc.Model != "" {
+		t.modelJSON, _ = json.Marshal(tc.Model)
+	}
+	var err error
+	if t.extraBody, err = encodeMembers(tc.ExtraBody); err != nil {
+		return nil, fmt.Errorf("extra_body: %w", err)
+	}
+	if t.extraBodyDefaults, err = encodeMembers(tc.ExtraBodyDefaults); err != nil {
+		return nil, fmt.Errorf("extra_body_defaults: %w", err)
+	}
+	return t, nil
+}
+
+// encodeMembers pre-encodes an operator table once, in sorted key order so
+// the upstream body is deterministic.
+func encodeMembers(m map[string]any) ([]member, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]member, 0, len(keys))
+	for _, k := range keys {
+		raw, err := json.Marshal(m[k])
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		out = append(out, member{k, raw})
+	}
+	return out, nil
+}
+
+// Lookup returns the tier serving alias, which the caller has normalized
+// with NormalizeAlias.
+func (s *Set) Lookup(alias string) (*Tier, bool) {
+	t, ok := s.byAlias[alias]
+	return t, ok
+}
+
+// Routes returns the aliases in config order.
+func (s *Set) Routes() []config.Route { return s.routes }
+
+// Tiers returns the tiers in config order.
+func (s *Set) Tiers() []*Tier { return s.tiers }
+
+// NormalizeAlias is the alias key rule shared with the config: trimmed and
+// lowercased.
+func NormalizeAlias(model string) string {
+	return strings.ToLower(strings.TrimSpace(model))
+}
+
+// CloseIdle closes pooled upstream connections (on shutdown).
+func (s *Set) CloseIdle() { s.client.CloseIdleConnections() }
+
+// Timeout is the tier's relay timeout: connect, time to headers, and every
+// gap between upstream reads.
+func (t *Tier) Timeout() time.Duration { return t.timeout }

@@ -1,0 +1,110 @@
+package backends
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+)
+
+// Clamp records that the tier's max_output_tokens lowered the caller's
+// completion budget; the front door reports it in response headers.
+type Clamp struct {
+	Requested, Applied int64
+}
+
+// tokenFields are the completion-budget fields of the chat dialects, in the
+// order the caller's "requested" value is read from.
+var tokenFields = [...]string{"max_tokens", "max_completion_tokens", "max_output_tokens"}
+
+// PrepareOpenAI builds the upstream body for a same-dialect (OpenAI chat)
+// request: the caller's bytes, with only the model, the output cap and the
+// operator's extra_body_defaults (soft) and extra_body (hard, last) applied.
+// Every other field, including its whitespace, is passed through untouched.
+func (t *Tier) PrepareOpenAI(req *jsonobj.Object) ([]byte, *Clamp) {
+	var e jsonobj.Edit
+	if t.modelJSON != nil {
+		e.Set("model", t.modelJSON)
+	}
+	clamp := t.clampTokens(req, &e)
+	for _, m := range t.extraBodyDefaults {
+		e.Default(m.key, m.raw)
+	}
+	for _, m := range t.extraBody {
+		e.Set(m.key, m.raw)
+	}
+	return req.Apply(&e), clamp
+}
+
+// clampTokens applies max_output_tokens: a caller value above the cap is
+// lowered (in every budget field the caller used); no value at all gets the
+// cap as max_tokens, silently. Non-integer values are left for the serve to
+// judge.
+func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) *Clamp {
+	limit := int64(t.MaxOutputTokens)
+	if limit <= 0 {
+		return nil
+	}
+	var clamp *Clamp
+	present := false
+	for _, f := range tokenFields {
+		raw := req.Get(f)
+		if raw == nil || string(raw) == "null" {
+			continue
+		}
+		present = true
+		n, err := strconv.ParseInt(string(raw), 10, 64)
+		if err != nil || n <= limit {
+			continue
+		}
+		if clamp == nil {
+			clamp = &Clamp{Requested: n, Applied: limit}
+		}
+		e.Set(f, strconv.AppendInt(nil, limit, 10))
+	}
+	if !present {
+		e.Set("max_tokens", strconv.AppendInt(nil, limit, 10))
+	}
+	return clamp
+}
+
+// HasToolStructure reports whether an OpenAI chat request carries tools:
+// declarations, a tool_choice, or tool turns in its history. A tier with
+// tool_support = false cannot serve such a request.
+func HasToolStructure(req *jsonobj.Object) bool {
+	if v := req.Get("tools"); v != nil && !isEmptyJSON(v) {
+		return true
+	}
+	if v := req.Get("tool_choice"); v != nil && string(v) != "null" {
+		return true
+	}
+	msgs := req.Get("messages")
+	if msgs == nil || !bytes.Contains(msgs, []byte("tool")) {
+		return false // cheap exit for the common case
+	}
+	var history []struct {
+		Role      string          `json:"role"`
+		ToolCalls json.RawMessage `json:"tool_calls"`
+	}
+	if json.Unmarshal(msgs, &history) != nil {
+		return false
+	}
+	for _, m := range history {
+		if m.Role == "tool" || m.Role == "function" || (len(m.ToolCalls) > 0 && !isEmptyJSON(m.ToolCalls)) {
+			return true
+		}
+	}
+	return false
+}
+
+func isEmptyJSON(v []byte) bool {
+	v = bytes.TrimSpace(v)
+	switch string(v) {
+	case "null", "[]", "{}":
+		return true
+	}
+	return len(bytes.TrimSpace(bytes.Trim(v, "[]"))) == 0
+}
+
+func jsonUnmarshalString(raw []byte, dst *string) error { return json.Unmarshal(raw, dst) }

@@ -1,0 +1,105 @@
+package backends
+
+import (
+	"bytes"
+	"io"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+)
+
+// Flusher pushes what has been written so far to the client.
+type Flusher interface {
+	Flush() error
+}
+
+// RelayStats describes a finished relay.
+type RelayStats struct {
+	Events int   // events relayed
+	Bytes  int64 // bytes written to the client
+}
+
+// RelayOpenAI copies an OpenAI-dialect stream to an OpenAI-dialect caller:
+// every event goes out with the serve's exact bytes, except that the
+// top-level "model" of each chunk becomes the caller's alias (modelJSON,
+// a JSON string; nil leaves it alone). Each event is flushed as soon as no
+// further complete event is already waiting, so nothing is held back.
+//
+// It returns nil after the serve's clean end (the caller then writes
+// "data: [DONE]"), ErrClientGone if the caller left, or an *Error of Kind
+// Interrupted if the stream broke.
+func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
+	var st RelayStats
+	for {
+		ev, data, err := s.Next()
+		if err == io.EOF {
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+		n, werr := writeEvent(w, ev, data, modelJSON)
+		st.Events++
+		st.Bytes += int64(n)
+		if werr != nil {
+			return st, ErrClientGone
+		}
+		if !s.Buffered() {
+			if err := f.Flush(); err != nil {
+				return st, ErrClientGone
+			}
+		}
+	}
+}
+
+// writeEvent writes ev, splicing modelJSON over the top-level model value
+// of its (single-line) data payload.
+func writeEvent(w io.Writer, ev, data, modelJSON []byte) (int, error) {
+	if modelJSON == nil {
+		return w.Write(ev)
+	}
+	start, end, ok := jsonobj.Find(data, "model")
+	if !ok || bytes.Equal(data[start:end], modelJSON) {
+		return w.Write(ev)
+	}
+	off := dataOffset(ev, data)
+	if off < 0 {
+		// Multi-line data: re-emit as one data line with the model set.
+		out := append([]byte("data: "), jsonobj.ReplaceValue(nil, data, start, end, modelJSON)...)
+		return w.Write(append(out, '\n', '\n'))
+	}
+	var n int
+	for _, part := range [3][]byte{ev[:off+start], modelJSON, ev[off+end:]} {
+		m, err := w.Write(part)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// dataOffset returns where data sits inside ev when it is a contiguous
+// sub-slice of it (one data line), or -1.
+func dataOffset(ev, data []byte) int {
+	if len(data) == 0 || len(ev) == 0 {
+		return -1
+	}
+	i := bytes.Index(ev, data)
+	if i < 0 || bytes.Count(ev, []byte("data:")) != 1 {
+		return -1
+	}
+	return i
+}
+
+// RewriteModel returns a non-streaming JSON reply with its top-level model
+// replaced by modelJSON (nil or absent model: unchanged).
+func RewriteModel(body, modelJSON []byte) []byte {
+	if modelJSON == nil {
+		return body
+	}
+	start, end, ok := jsonobj.Find(body, "model")
+	if !ok || bytes.Equal(body[start:end], modelJSON) {
+		return body
+	}
+	return jsonobj.ReplaceValue(make([]byte, 0, len(body)+len(modelJSON)), body, start, end, modelJSON)
+}

@@ -1,0 +1,214 @@
+package backends
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"sync"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+)
+
+// maxEventBytes bounds one SSE event from a serve; a larger one is treated
+// as a broken stream rather than buffered without limit.
+const maxEventBytes = 8 << 20
+
+// Stream is an upstream SSE response whose status and first event have
+// been checked: by the time the caller holds a Stream, the serve has
+// accepted the request and started producing, so the caller may commit 200.
+type Stream struct {
+	x     *exchange
+	rd    *bufio.Reader
+	ev    []byte // current raw event, including its blank-line terminator
+	data  []byte // payload of the current event's data lines
+	first bool   // ev holds the first event, not yet consumed
+	done  bool
+	// Finished is set once a chunk carried a finish_reason: the answer is
+	// complete even if the serve then fails to send [DONE].
+	Finished bool
+}
+
+// OpenStream sends a streaming request and reads up to the first data
+// event. A serve that fails before that — refused, silent, non-2xx, or an
+// in-band error as its first event (SGLang's queue-full) — yields a
+// classified *Error and nothing has been sent to the caller.
+func (t *Tier) OpenStream(ctx context.Context, body []byte) (*Stream, error) {
+	x, err := t.open(ctx, body, true)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(x.resp.Header.Get("Content-Type")); mt != "text/event-stream" {
+		x.Close()
+		return nil, failed("serve answered a streaming request with " + mt)
+	}
+	rd := readerPool.Get().(*bufio.Reader)
+	rd.Reset(x.body)
+	s := &Stream{x: x, rd: rd}
+	if err := s.read(); err != nil {
+		s.Close()
+		if err == io.EOF {
+			return nil, failed("serve closed the stream before the first event")
+		}
+		if e, ok := err.(*Error); ok && e.Kind == Interrupted {
+			// Nothing committed yet: still a clean, retryable refusal.
+			return nil, unavailable(e.Detail)
+		}
+		return nil, err
+	}
+	if isErrorEvent(s.data) {
+		s.Close()
+		return nil, classifyInband(s.data)
+	}
+	s.first = true
+	return s, nil
+}
+
+// read loads the next event that carries data (comments and empty events
+// are skipped) into s.ev and s.data.
+func (s *Stream) read() error {
+	for {
+		s.ev = s.ev[:0]
+		s.data = s.data[:0]
+		dataLines := 0
+		for {
+			line, err := s.rd.ReadSlice('\n')
+			if err == bufio.ErrBufferFull {
+				// A very long line: keep collecting it.
+				s.ev = append(s.ev, line...)
+				if len(s.ev) > maxEventBytes {
+					return interrupted("serve event exceeds 8 MiB")
+				}
+				continue
+			}
+			if err != nil {
+				if len(s.ev)+len(line) == 0 && err == io.EOF {
+					return io.EOF
+				}
+				return s.x.readErr(err)
+			}
+			start := len(s.ev)
+			s.ev = append(s.ev, line...)
+			if len(s.ev) > maxEventBytes {
+				return interrupted("serve event exceeds 8 MiB")
+			}
+			full := s.ev[lineStart(s.ev, start):]
+			text := bytes.TrimRight(full, "\r\n")
+			if len(text) == 0 {
+				break // blank line: end of event
+			}
+			if v, ok := bytes.CutPrefix(text, []byte("data:")); ok {
+				v, _ = bytes.CutPrefix(v, []byte(" "))
+				if dataLines > 0 {
+					s.data = append(s.data, '\n')
+				}
+				s.data = append(s.data, v...)
+				dataLines++
+			}
+		}
+		if dataLines > 0 {
+			return nil
+		}
+		// A comment/keep-alive or an event without data: nothing to relay.
+	}
+}
+
+// lineStart finds the start of the line that was appended at offset start,
+// which may be earlier if the line arrived in several ReadSlice pieces.
+func lineStart(ev []byte, start int) int {
+	i := bytes.LastIndexByte(ev[:start], '\n')
+	return i + 1
+}
+
+// errDone marks the serve's own clean end of stream.
+var errDone = errors.New("done")
+
+// Next returns the next raw event (its bytes exactly as the serve sent
+// them) and its data payload. Both are valid until the following call.
+// At the serve's [DONE] it returns io.EOF. A stream that breaks — cut,
+// silent past the timeout, malformed, or an in-band error — returns an
+// *Error of Kind Interrupted (or ErrClientGone).
+func (s *Stream) Next() (event, data []byte, err error) {
+	if s.done {
+		return nil, nil, io.EOF
+	}
+	if s.first {
+		s.first = false
+	} else if err := s.read(); err != nil {
+		if err == io.EOF {
+			if s.Finished {
+				// The answer is complete; only the terminator is missing.
+				s.done = true
+				return nil, nil, io.EOF
+			}
+			return nil, nil, interrupted("serve ended the stream without [DONE]")
+		}
+		return nil, nil, err
+	}
+	if bytes.Equal(bytes.TrimSpace(s.data), []byte("[DONE]")) {
+		s.done = true
+		s.drain()
+		return nil, nil, io.EOF
+	}
+	if !json.Valid(s.data) {
+		return nil, nil, interrupted("serve sent a malformed event")
+	}
+	if isErrorEvent(s.data) {
+		return nil, nil, interrupted("in-band error event mid-stream")
+	}
+	if !s.Finished && bytes.Contains(s.data, []byte(`"finish_reason"`)) {
+		s.Finished = hasFinishReason(s.data)
+	}
+	return s.ev, s.data, nil
+}
+
+// Buffered reports whether a whole further event is already buffered, so the
+// relay can write it before flushing (fewer syscalls, no added delay).
+func (s *Stream) Buffered() bool {
+	n := s.rd.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := s.rd.Peek(n)
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+// drain reads what follows [DONE] (normally nothing) so the connection can
+// return to the pool.
+func (s *Stream) drain() {
+	io.Copy(io.Discard, io.LimitReader(s.rd, 4096))
+}
+
+// Close releases the upstream request; if the stream was not read to its
+// end, the serve sees the connection close and stops generating.
+func (s *Stream) Close() {
+	s.x.Close()
+	if s.rd != nil {
+		s.rd.Reset(nil)
+		readerPool.Put(s.rd)
+		s.rd = nil
+	}
+}
+
+// readerPool recycles the per-stream read buffers: with a thousand streams
+// open, allocating 32 KiB each per request would dominate the garbage.
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
+// hasFinishReason reports whether an OpenAI chunk's first choice carries a
+// non-null finish_reason.
+func hasFinishReason(data []byte) bool {
+	s, e, ok := jsonobj.Find(data, "choices")
+	if !ok {
+		return false
+	}
+	choices := data[s:e]
+	i := bytes.Index(choices, []byte(`"finish_reason"`))
+	if i < 0 {
+		return false
+	}
+	rest := bytes.TrimLeft(choices[i+len(`"finish_reason"`):], " \t\r\n:")
+	return len(rest) > 0 && rest[0] == '"'
+}

@@ -1,0 +1,192 @@
+package backends
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// errIdle is the cancellation cause when the serve is silent for longer
+// than the tier's timeout (before headers, or between reads).
+var errIdle = errors.New("upstream idle timeout")
+
+// maxResponseBytes caps a buffered (non-streaming) upstream reply.
+const maxResponseBytes = 64 << 20
+
+// maxErrorBodyBytes caps how much of an upstream error body is read.
+const maxErrorBodyBytes = 64 << 10
+
+// exchange is one in-flight upstream request. Its context is cancelled by
+// the caller going away, by the idle watchdog, or by Close — whichever comes
+// first — so a serve never keeps generating for nobody.
+type exchange struct {
+	resp    *http.Response
+	body    io.Reader // resp.Body behind the idle watchdog
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	timer   *time.Timer
+	timeout time.Duration
+	once    sync.Once
+}
+
+// open sends body to the tier's chat endpoint and returns once the serve
+// has answered with headers. Failures before that are classified here.
+func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	x := &exchange{ctx: ctx, cancel: cancel, timeout: t.timeout}
+	x.timer = time.AfterFunc(t.timeout, func() { cancel(errIdle) })
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.chatURL, bytes.NewReader(body))
+	if err != nil {
+		x.Close()
+		return nil, failed("building upstream request: " + err.Error())
+	}
+	req.Header = http.Header{"Content-Type": {"application/json"}}
+	if stream {
+		req.Header["Accept"] = []string{"text/event-stream"}
+	} else {
+		req.Header["Accept"] = []string{"application/json"}
+	}
+	if t.authValue != "" {
+		req.Header["Authorization"] = []string{t.authValue}
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		cause := context.Cause(ctx)
+		x.Close()
+		switch {
+		case parent.Err() != nil:
+			return nil, ErrClientGone
+		case errors.Is(cause, errIdle):
+			return nil, unavailable("no response headers within " + t.timeout.String())
+		default:
+			// Refused, reset or unreachable before any answer: the serve
+			// cannot take the request, which is the failover signal.
+			return nil, unavailable("connecting to serve: " + transportReason(err))
+		}
+	}
+	x.resp = resp
+	x.body = &idleReader{r: resp.Body, x: x}
+	x.timer.Reset(t.timeout)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(x.body, maxErrorBodyBytes))
+		x.Close()
+		return nil, classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+	return x, nil
+}
+
+// transportReason names a transport failure without echoing addresses.
+func transportReason(err error) string {
+	s := err.Error()
+	switch {
+	case strings.Contains(s, "connection refused"):
+		return "connection refused"
+	case strings.Contains(s, "connection reset"):
+		return "connection reset"
+	case strings.Contains(s, "EOF"):
+		return "connection closed before response"
+	case strings.Contains(s, "timeout"):
+		return "connect timeout"
+	case strings.Contains(s, "no such host"):
+		return "unknown host"
+	}
+	return "transport error"
+}
+
+// readErr classifies an error while reading the body after headers.
+func (x *exchange) readErr(err error) error {
+	if errors.Is(context.Cause(x.ctx), errIdle) {
+		return interrupted("serve silent for " + x.timeout.String())
+	}
+	if x.ctx.Err() != nil {
+		return ErrClientGone
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return interrupted("serve closed the stream early")
+	}
+	return interrupted("reading from serve: " + transportReason(err))
+}
+
+// Close ends the exchange: stops the watchdog, cancels the upstream request
+// (which closes its connection if the body was not fully read — vLLM aborts
+// generation when it sees that) and releases the body.
+func (x *exchange) Close() {
+	x.once.Do(func() {
+		x.timer.Stop()
+		if x.resp != nil {
+			x.resp.Body.Close()
+		}
+		x.cancel(context.Canceled)
+	})
+}
+
+// idleReader re-arms the watchdog after every successful read, so the
+// timeout bounds gaps between bytes rather than the whole response.
+type idleReader struct {
+	r io.Reader
+	x *exchange
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if n > 0 {
+		ir.x.timer.Reset(ir.x.timeout)
+	}
+	return n, err
+}
+
+// Reply is a buffered upstream reply to a non-streaming request.
+type Reply struct {
+	Body        []byte
+	ContentType string
+}
+
+// Complete sends a non-streaming request and returns the serve's whole
+// reply body, untouched.
+func (t *Tier) Complete(ctx context.Context, body []byte) (*Reply, error) {
+	x, err := t.open(ctx, body, false)
+	if err != nil {
+		return nil, err
+	}
+	defer x.Close()
+	b, err := readAllLimit(x.body, x.resp.ContentLength, maxResponseBytes)
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, failed("serve reply exceeds 64 MiB")
+		}
+		e := x.readErr(err)
+		if e == ErrClientGone {
+			return nil, e
+		}
+		// Nothing was sent to the caller yet: a broken reply is a failure,
+		// not an interruption.
+		return nil, failed(e.Error())
+	}
+	return &Reply{Body: b, ContentType: x.resp.Header.Get("Content-Type")}, nil
+}
+
+var errTooLarge = errors.New("too large")
+
+// readAllLimit reads r to EOF into a buffer sized from Content-Length when
+// known, failing past limit.
+func readAllLimit(r io.Reader, contentLength int64, limit int64) ([]byte, error) {
+	size := int64(512)
+	if contentLength > 0 && contentLength <= limit {
+		size = contentLength + 1 // +1 so the final Read sees EOF without growing
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, errTooLarge
+	}
+	return buf.Bytes(), nil
+}
