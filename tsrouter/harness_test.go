@@ -1,0 +1,157 @@
+package tsrouter_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter"
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
+)
+
+// routerOpts adjust one test router.
+type routerOpts struct {
+	token   string
+	maxBody int64
+	slots   int
+	env     map[string]string // tier auth_env values
+}
+
+// startRouter serves the router for a config on a real loopback socket and
+// returns its base URL.
+func startRouter(t *testing.T, toml string, o routerOpts) string {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(toml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	set, err := backends.New(cfg, backends.Options{LookupEnv: func(k string) string { return o.env[k] }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tsrouter.New(tsrouter.Options{
+		Backends:       set,
+		Token:          policy.NewToken(o.token),
+		Logger:         slog.New(slog.DiscardHandler),
+		MaxBodyBytes:   o.maxBody,
+		MaxConcurrency: o.slots,
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		srv.Close()
+		set.CloseIdle()
+	})
+	return srv.URL
+}
+
+// oneTier is a config with a single OpenAI tier at baseURL; extra is
+// appended to the tier table.
+func oneTier(baseURL, extra string) string {
+	return `
+[router]
+relay_timeout = 2.0
+
+[[router.tiers]]
+id = "local-a"
+base_url = "` + baseURL + `"
+dialect = "openai"
+context_limit = 8192
+privacy = "local"
+tool_support = true
+auth_env = "SERVE_A_KEY"
+model = "served-model"
+` + extra + `
+
+[router.model_routes]
+chat = "local-a"
+llm.primary = "local-a"
+`
+}
+
+// startFake runs a fake serve on loopback for the test's lifetime.
+func startFake(t *testing.T, opts fakeserve.Options) (*fakeserve.Server, string) {
+	t.Helper()
+	if opts.Model == "" {
+		opts.Model = "served-model"
+	}
+	srv, url, stop, err := fakeserve.Start(t.Context(), "127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return srv, url
+}
+
+// post sends a JSON body with optional headers and returns the response.
+func post(t *testing.T, ctx context.Context, url, body string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func readAll(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return string(b)
+}
+
+// sseEvents splits an SSE body into its data payloads.
+func sseEvents(body string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// within fails the test if d exceeds max; used only for "fast, not hung"
+// bounds that are orders of magnitude above the expected time.
+func within(t *testing.T, what string, d, max time.Duration) {
+	t.Helper()
+	if d > max {
+		t.Errorf("%s took %v, want well under %v", what, d, max)
+	}
+}
+
+// startRouterB is startRouter for benchmarks.
+func startRouterB(b *testing.B, toml string) string {
+	b.Helper()
+	cfg, err := config.Parse("bench.toml", []byte(toml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(tsrouter.New(tsrouter.Options{Backends: set, Logger: slog.New(slog.DiscardHandler)}))
+	b.Cleanup(func() { srv.Close(); set.CloseIdle() })
+	return srv.URL
+}

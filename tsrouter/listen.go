@@ -1,0 +1,83 @@
+package tsrouter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// DefaultDrainTimeout is how long in-flight requests (streams included) may
+// run after a shutdown signal before their connections are closed.
+const DefaultDrainTimeout = 20 * time.Second
+
+// CheckLoopback accepts only loopback listen addresses (127.0.0.0/8, ::1,
+// "localhost"): the dev listener has no tailnet identity in front of it, so
+// it must never be reachable from another machine.
+func CheckLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: %w (want 127.0.0.1:PORT)", addr, err)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("listen address %q: bad port", addr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("listen address %q is not a loopback address: the dev listener serves 127.0.0.1 or [::1] only; other machines reach the router over the tailnet", addr)
+	}
+	return nil
+}
+
+// ListenLoopback checks addr and listens on it.
+func ListenLoopback(addr string) (net.Listener, error) {
+	if err := CheckLoopback(addr); err != nil {
+		return nil, err
+	}
+	return net.Listen("tcp", addr)
+}
+
+// NewHTTPServer returns the http.Server settings every listener uses: bounded
+// header reads, a 120 s keep-alive idle timeout, and no write timeout (a
+// stream may legitimately run for minutes).
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Serve serves srv on ln until ctx is done, then stops accepting, lets
+// in-flight requests finish for up to drain, and closes what remains (which
+// cancels their upstream requests).
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("drain timeout reached; closing remaining connections")
+		err = srv.Close()
+	}
+	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
+}

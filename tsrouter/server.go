@@ -1,0 +1,201 @@
+// Package tsrouter is the router's front door: the HTTP handler every
+// listener shares (dev loopback listener now, the tailnet listener next),
+// authentication, routing of each path, the caller-facing wire dialects and
+// the one table that maps failures to statuses.
+package tsrouter
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/policy"
+)
+
+// Defaults of the process-level limits (contract §1.8).
+const (
+	DefaultMaxBodyBytes   = 32 << 20
+	DefaultMaxConcurrency = 64
+)
+
+// Options configure a Handler.
+type Options struct {
+	// Backends are the routable tiers. Required.
+	Backends *backends.Set
+	// Token is the router token; the zero Token means auth is off.
+	Token policy.Token
+	// Logger receives one line per request and operator detail about
+	// failures. Never secrets. Defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes caps request bodies (default 32 MiB).
+	MaxBodyBytes int64
+	// MaxConcurrency caps requests in flight across the data plane; excess
+	// requests get 503 server_busy at once rather than queueing (default 64).
+	MaxConcurrency int
+}
+
+// Handler serves the router's HTTP API. Create it with New.
+type Handler struct {
+	backends   *backends.Set
+	token      policy.Token
+	log        *slog.Logger
+	maxBody    int64
+	slots      chan struct{}
+	healthBody []byte
+	modelsBody []byte
+}
+
+// routes lists the paths this router serves, for /healthz and 404 decisions.
+var routes = []string{"/v1/chat/completions"}
+
+// New returns the handler.
+func New(opts Options) *Handler {
+	h := &Handler{
+		backends: opts.Backends,
+		token:    opts.Token,
+		log:      opts.Logger,
+		maxBody:  opts.MaxBodyBytes,
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	n := opts.MaxConcurrency
+	if n <= 0 {
+		n = DefaultMaxConcurrency
+	}
+	h.slots = make(chan struct{}, n)
+	h.healthBody = mustJSON(map[string]any{
+		"status":   "ok",
+		"dialects": []string{"openai"},
+		"routes":   slices.Sorted(slices.Values(routes)),
+	})
+	h.modelsBody = modelsJSON(opts.Backends)
+	return h
+}
+
+// ServeHTTP dispatches one request. Order matters and is part of the
+// contract: liveness first (never gated), then the global slot, then auth —
+// before any route lookup, so unknown paths do not reveal what exists.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Server", "anvil")
+	path := r.URL.Path
+	if len(path) > 1 {
+		path = strings.TrimRight(path, "/")
+	}
+	if path == "/healthz" && isGet(r.Method) {
+		writeJSON(w, http.StatusOK, h.healthBody)
+		return
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		writeError(w, envelopeFor(path), errBusy)
+		return
+	}
+	if !h.token.Allows(r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")) {
+		drainSmallBody(r, h.maxBody)
+		writeError(w, envGeneric, errUnauthorized)
+		return
+	}
+	switch path {
+	case "/v1/chat/completions":
+		if r.Method != http.MethodPost {
+			allow(w, envOpenAI, "POST")
+			return
+		}
+		h.chat(w, r)
+	case "/v1/models":
+		if !isGet(r.Method) {
+			allow(w, envGeneric, "GET")
+			return
+		}
+		writeJSON(w, http.StatusOK, h.modelsBody)
+	case "/health", "/healthz":
+		if !isGet(r.Method) {
+			allow(w, envGeneric, "GET")
+			return
+		}
+		writeJSON(w, http.StatusOK, h.healthBody)
+	default:
+		writeError(w, envGeneric, errNoRoute(path))
+	}
+}
+
+func isGet(m string) bool { return m == http.MethodGet || m == http.MethodHead }
+
+func allow(w http.ResponseWriter, env envelope, methods string) {
+	w.Header().Set("Allow", methods)
+	writeError(w, env, errMethod(methods))
+}
+
+// envelopeFor picks the error shape for failures raised before the
+// request is parsed (busy): the chat paths answer in their own dialect.
+func envelopeFor(path string) envelope {
+	if path == "/v1/chat/completions" {
+		return envOpenAI
+	}
+	return envGeneric
+}
+
+// drainSmallBody reads a rejected request's body if it is small enough, so
+// the keep-alive connection stays usable; a large one is left and the
+// server closes the connection.
+func drainSmallBody(r *http.Request, max int64) {
+	if r.Body == nil || r.ContentLength < 0 || r.ContentLength > max {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(r.Body, r.ContentLength))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return append(b, '\n')
+}
+
+// modelsJSON renders /v1/models once: it is byte-stable for a config.
+func modelsJSON(set *backends.Set) []byte {
+	type model struct {
+		ID              string `json:"id"`
+		Object          string `json:"object"`
+		Name            string `json:"name"`
+		Description     string `json:"description"`
+		OwnedBy         string `json:"owned_by"`
+		Created         int64  `json:"created"`
+		ContextWindow   int    `json:"context_window"`
+		MaxOutputTokens *int   `json:"max_output_tokens"`
+	}
+	data := []model{}
+	for _, r := range set.Routes() {
+		t, _ := set.Lookup(r.Alias)
+		m := model{
+			ID: r.Alias, Object: "model", Name: r.Alias,
+			Description: "Configured serving capability", OwnedBy: "anvil-serving",
+			Created: 1700000000, ContextWindow: t.ContextLimit,
+		}
+		if t.MaxOutputTokens > 0 {
+			v := t.MaxOutputTokens
+			m.MaxOutputTokens = &v
+		}
+		data = append(data, m)
+	}
+	return mustJSON(map[string]any{"object": "list", "data": data})
+}
