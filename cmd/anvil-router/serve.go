@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter"
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
+)
+
+// commonFlags are shared by every command that reads a config and logs.
+type commonFlags struct {
+	config    string
+	logLevel  string
+	logFormat string
+}
+
+func (c *commonFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.config, "config", "", "config file (default: $ANVIL_CONFIG, $ANVIL_SERVING_HOME/router.toml, ./router.toml)")
+	fs.StringVar(&c.logLevel, "log-level", envDefault("ANVIL_LOG_LEVEL", "info"), "debug, info, warn or error ($ANVIL_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", envDefault("ANVIL_LOG_FORMAT", "auto"), "auto (text on a terminal, else JSON), text or json ($ANVIL_LOG_FORMAT)")
+}
+
+// limits are the process-level knobs that are not in the TOML file.
+type limits struct {
+	drain          time.Duration
+	maxConcurrency int
+	maxBodyBytes   int64
+}
+
+func (l *limits) register(fs *flag.FlagSet) {
+	fs.DurationVar(&l.drain, "drain-timeout", tsrouter.DefaultDrainTimeout, "on SIGINT/SIGTERM, how long in-flight streams may finish")
+	fs.IntVar(&l.maxConcurrency, "max-concurrency", envInt("ANVIL_MAX_CONCURRENCY", tsrouter.DefaultMaxConcurrency), "requests in flight before 503 server_busy ($ANVIL_MAX_CONCURRENCY)")
+	fs.Int64Var(&l.maxBodyBytes, "max-body-bytes", int64(envInt("ANVIL_MAX_BODY_BYTES", tsrouter.DefaultMaxBodyBytes)), "largest request body ($ANVIL_MAX_BODY_BYTES)")
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(envDefault(name, "")); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+	}
+	return nil
+}
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	var lim limits
+	cf.register(fs)
+	lim.register(fs)
+	devListen := fs.String("dev-listen", envDefault("ANVIL_DEV_LISTEN", ""), "serve on this loopback address without joining the tailnet, e.g. 127.0.0.1:8000 ($ANVIL_DEV_LISTEN)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
+	if err != nil {
+		return err
+	}
+	if *devListen == "" {
+		return usageError{errors.New("the tailnet listener is not in this build yet: run with --dev-listen 127.0.0.1:PORT")}
+	}
+	if err := tsrouter.CheckLoopback(*devListen); err != nil {
+		return usageError{err}
+	}
+	path, err := config.Discover(cf.config)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return usageError{err}
+	}
+	h, set, err := buildHandler(cfg, log, lim)
+	if err != nil {
+		return usageError{err}
+	}
+	defer set.CloseIdle()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ln, err := tsrouter.ListenLoopback(*devListen)
+	if err != nil {
+		return err
+	}
+	log.Info("anvil-router serving on the dev listener", "addr", "http://"+ln.Addr().String()+"/v1", "config", path, "version", versionString(), "aliases", len(cfg.Router.Routes))
+	return tsrouter.Serve(ctx, tsrouter.NewHTTPServer(h, log), ln, lim.drain, log)
+}
+
+// buildHandler turns a validated config into the serving handler: the
+// router token is resolved here, once, and only its digest is kept.
+func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.Handler, *backends.Set, error) {
+	var token policy.Token
+	if cfg.Server.AuthEnv != "" {
+		secret, err := config.ResolveSecret(cfg.Server.AuthEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		token = policy.NewToken(secret)
+	} else if cfg.RequiresAuth() {
+		return nil, nil, errors.New("[server].auth_env must be set: audio routes are only served to authenticated callers")
+	} else {
+		log.Warn("router token auth is off ([server].auth_env not set)")
+	}
+	set, err := backends.New(cfg, backends.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := set.ResolveModels(context.Background(), log); err != nil {
+		return nil, nil, err
+	}
+	h := tsrouter.New(tsrouter.Options{
+		Backends:       set,
+		Token:          token,
+		Logger:         log,
+		MaxBodyBytes:   lim.maxBodyBytes,
+		MaxConcurrency: lim.maxConcurrency,
+	})
+	return h, set, nil
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cf commonFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path, err := config.Discover(cf.config)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(stdout, "%s: ok\n%s", path, cfg.Summary())
+	return nil
+}
