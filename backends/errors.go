@@ -117,18 +117,6 @@ func classifyInband(data []byte) *Error {
 	return err
 }
 
-// isErrorEvent reports whether an SSE data payload is an error object rather
-// than a chunk.
-func isErrorEvent(data []byte) bool {
-	if _, _, ok := jsonobj.Find(data, "error"); ok {
-		return true
-	}
-	if s, e, ok := jsonobj.Find(data, "object"); ok {
-		return string(data[s:e]) == `"error"`
-	}
-	return false
-}
-
 // safeMessage admits an upstream error message only if it cannot carry a
 // location or a secret: short, printable, no URLs, addresses or key shapes.
 var unsafeInMessage = regexp.MustCompile(`(?i)://|\b\d{1,3}(\.\d{1,3}){3}\b|localhost|\[[0-9a-f:]+\]|bearer|sk-[a-z0-9]|api[_-]?key|token=|/[a-z0-9_.-]+/`)

@@ -37,7 +37,7 @@ func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStat
 		if err != nil {
 			return st, err
 		}
-		n, werr := writeEvent(w, ev, data, modelJSON)
+		n, werr := writeEvent(w, ev, data, s.modelSpan(), modelJSON)
 		st.Events++
 		st.Bytes += int64(n)
 		if werr != nil {
@@ -52,15 +52,12 @@ func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStat
 }
 
 // writeEvent writes ev, splicing modelJSON over the top-level model value
-// of its (single-line) data payload.
-func writeEvent(w io.Writer, ev, data, modelJSON []byte) (int, error) {
-	if modelJSON == nil {
+// of its data payload (at span).
+func writeEvent(w io.Writer, ev, data []byte, span jsonobj.Span, modelJSON []byte) (int, error) {
+	if modelJSON == nil || !span.Found() || bytes.Equal(data[span.Start:span.End], modelJSON) {
 		return w.Write(ev)
 	}
-	start, end, ok := jsonobj.Find(data, "model")
-	if !ok || bytes.Equal(data[start:end], modelJSON) {
-		return w.Write(ev)
-	}
+	start, end := span.Start, span.End
 	off := dataOffset(ev, data)
 	if off < 0 {
 		// Multi-line data: re-emit as one data line with the model set.

@@ -4,11 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"sync"
+	"time"
 
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
@@ -27,6 +26,9 @@ type Stream struct {
 	data  []byte // payload of the current event's data lines
 	first bool   // ev holds the first event, not yet consumed
 	done  bool
+	// spans of the current event's top-level model, error, object and
+	// choices (see eventKeys), from one scan.
+	spans [len(eventKeys)]jsonobj.Span
 	// Finished is set once a chunk carried a finish_reason: the answer is
 	// complete even if the serve then fails to send [DONE].
 	Finished bool
@@ -59,7 +61,11 @@ func (t *Tier) OpenStream(ctx context.Context, body []byte) (*Stream, error) {
 		}
 		return nil, err
 	}
-	if isErrorEvent(s.data) {
+	if err := s.scan(); err != nil {
+		s.Close()
+		return nil, failed("serve's first event is malformed")
+	}
+	if s.isError() {
 		s.Close()
 		return nil, classifyInband(s.data)
 	}
@@ -123,9 +129,6 @@ func lineStart(ev []byte, start int) int {
 	return i + 1
 }
 
-// errDone marks the serve's own clean end of stream.
-var errDone = errors.New("done")
-
 // Next returns the next raw event (its bytes exactly as the serve sent
 // them) and its data payload. Both are valid until the following call.
 // At the serve's [DONE] it returns io.EOF. A stream that breaks — cut,
@@ -136,9 +139,13 @@ func (s *Stream) Next() (event, data []byte, err error) {
 		return nil, nil, io.EOF
 	}
 	if s.first {
+		// Read, scanned and checked by OpenStream.
 		s.first = false
-	} else if err := s.read(); err != nil {
-		if err == io.EOF {
+	} else {
+		if err := s.read(); err != nil {
+			if err != io.EOF {
+				return nil, nil, err
+			}
 			if s.Finished {
 				// The answer is complete; only the terminator is missing.
 				s.done = true
@@ -146,24 +153,53 @@ func (s *Stream) Next() (event, data []byte, err error) {
 			}
 			return nil, nil, interrupted("serve ended the stream without [DONE]")
 		}
-		return nil, nil, err
+		if bytes.Equal(bytes.TrimSpace(s.data), []byte("[DONE]")) {
+			s.done = true
+			return nil, nil, io.EOF
+		}
+		if err := s.scan(); err != nil {
+			return nil, nil, interrupted("serve sent a malformed event")
+		}
+		if s.isError() {
+			return nil, nil, interrupted("in-band error event mid-stream")
+		}
 	}
-	if bytes.Equal(bytes.TrimSpace(s.data), []byte("[DONE]")) {
-		s.done = true
-		s.drain()
-		return nil, nil, io.EOF
-	}
-	if !json.Valid(s.data) {
-		return nil, nil, interrupted("serve sent a malformed event")
-	}
-	if isErrorEvent(s.data) {
-		return nil, nil, interrupted("in-band error event mid-stream")
-	}
-	if !s.Finished && bytes.Contains(s.data, []byte(`"finish_reason"`)) {
-		s.Finished = hasFinishReason(s.data)
+	if !s.Finished {
+		if c := s.spans[keyChoices]; c.Found() {
+			s.Finished = hasFinishReason(s.data[c.Start:c.End])
+		}
 	}
 	return s.ev, s.data, nil
 }
+
+// The top-level members the relay looks at in every event.
+var eventKeys = [...]string{"model", "error", "object", "choices"}
+
+const (
+	keyModel = iota
+	keyError
+	keyObject
+	keyChoices
+)
+
+// scan checks the current event's payload and indexes its members.
+func (s *Stream) scan() error {
+	return jsonobj.Members(s.data, eventKeys[:], s.spans[:])
+}
+
+// isError reports whether the current event is an error object rather than
+// a chunk: vLLM's {"error":{...}} or SGLang's {"object":"error",...}.
+func (s *Stream) isError() bool {
+	if s.spans[keyError].Found() {
+		return true
+	}
+	o := s.spans[keyObject]
+	return o.Found() && string(s.data[o.Start:o.End]) == `"error"`
+}
+
+// ModelSpan is where the current event's top-level model value sits in its
+// data payload.
+func (s *Stream) modelSpan() jsonobj.Span { return s.spans[keyModel] }
 
 // Buffered reports whether a whole further event is already buffered, so the
 // relay can write it before flushing (fewer syscalls, no added delay).
@@ -176,15 +212,20 @@ func (s *Stream) Buffered() bool {
 	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
 }
 
-// drain reads what follows [DONE] (normally nothing) so the connection can
-// return to the pool.
-func (s *Stream) drain() {
-	io.Copy(io.Discard, io.LimitReader(s.rd, 4096))
-}
+// drainGrace bounds how long Close waits for the end of a finished
+// stream's body (normally already buffered) to keep the connection pooled.
+const drainGrace = 50 * time.Millisecond
 
 // Close releases the upstream request; if the stream was not read to its
-// end, the serve sees the connection close and stops generating.
+// end, the serve sees the connection close and stops generating. After a
+// clean end the rest of the body (the chunked terminator) is read so the
+// connection returns to the pool: deliberately here, after the caller has
+// already been sent [DONE], not before.
 func (s *Stream) Close() {
+	if s.done && s.rd != nil {
+		s.x.timer.Reset(drainGrace)
+		io.Copy(io.Discard, io.LimitReader(s.rd, 64<<10))
+	}
 	s.x.Close()
 	if s.rd != nil {
 		s.rd.Reset(nil)
@@ -197,14 +238,10 @@ func (s *Stream) Close() {
 // open, allocating 32 KiB each per request would dominate the garbage.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
 
-// hasFinishReason reports whether an OpenAI chunk's first choice carries a
-// non-null finish_reason.
-func hasFinishReason(data []byte) bool {
-	s, e, ok := jsonobj.Find(data, "choices")
-	if !ok {
-		return false
-	}
-	choices := data[s:e]
+// hasFinishReason reports whether an OpenAI chunk's choices carry a
+// non-null finish_reason. Inside JSON strings quotes are escaped, so the
+// quoted key can only match a key.
+func hasFinishReason(choices []byte) bool {
 	i := bytes.Index(choices, []byte(`"finish_reason"`))
 	if i < 0 {
 		return false

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,84 @@ func benchStream(b *testing.B, opts fakeserve.Options) {
 			b.ReportMetric(float64(ttft.Nanoseconds())/float64(b.N), "ttft-ns/op")
 		})
 	}
+}
+
+// BenchmarkAddedLatency measures what the router adds the way the field
+// notes prescribe: paired, interleaved samples (direct, router, alternating
+// which goes first) at concurrency 1 against a zero-delay serve, then
+// percentiles of the per-pair difference. Reported as added-p50-us etc.
+//
+//	go test -run '^$' -bench AddedLatency -benchtime 3000x ./tsrouter/
+func BenchmarkAddedLatency(b *testing.B) {
+	b.Run("non-streaming", func(b *testing.B) {
+		targets := benchTargets(b, fakeserve.Options{})
+		pairedLatency(b, targets, false)
+	})
+	b.Run("ttft", func(b *testing.B) {
+		// Time until the client sees the first content delta.
+		targets := benchTargets(b, fakeserve.Options{Deltas: []string{"a", "b"}})
+		pairedLatency(b, targets, true)
+	})
+	b.Run("ttft-paced", func(b *testing.B) {
+		// The serve pauses 500 µs between deltas, so the first delta
+		// travels alone. On an idle VM this adds a scheduler wake-up per
+		// hop to both paths; the router has two more hops than direct.
+		targets := benchTargets(b, fakeserve.Options{Pace: 500 * time.Microsecond, Deltas: []string{"a", "b"}})
+		pairedLatency(b, targets, true)
+	})
+}
+
+func pairedLatency(b *testing.B, targets map[string]string, stream bool) {
+	c := newBenchClient()
+	rd := bufio.NewReaderSize(nil, 4096)
+	one := func(name string) time.Duration {
+		model := map[string]string{"direct": `"served-model"`, "router": `"chat"`}[name]
+		body := strings.Replace(benchBody, `"chat"`, model, 1)
+		if stream {
+			body = strings.Replace(body, `{"model"`, `{"stream":true,"model"`, 1)
+		}
+		start := time.Now()
+		resp, err := c.Post(targets[name]+"/v1/chat/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var d time.Duration
+		if !stream {
+			io.Copy(io.Discard, resp.Body)
+			d = time.Since(start)
+		} else {
+			rd.Reset(resp.Body)
+			for d == 0 {
+				line, err := rd.ReadSlice('\n')
+				if bytes.Contains(line, []byte(`"content":"a"`)) {
+					d = time.Since(start)
+				}
+				if err != nil {
+					b.Fatalf("stream ended before the first delta: %v", err)
+				}
+			}
+			io.Copy(io.Discard, rd)
+		}
+		resp.Body.Close()
+		return d
+	}
+	one("direct") // warm both connection pools
+	one("router")
+	diffs := make([]float64, 0, b.N)
+	i := 0
+	for b.Loop() {
+		var direct, router time.Duration
+		if i%2 == 0 {
+			direct, router = one("direct"), one("router")
+		} else {
+			router, direct = one("router"), one("direct")
+		}
+		i++
+		diffs = append(diffs, float64(router-direct)/1e3)
+	}
+	slices.Sort(diffs)
+	pct := func(p float64) float64 { return diffs[int(p*float64(len(diffs)-1))] }
+	b.ReportMetric(pct(0.5), "added-p50-us")
+	b.ReportMetric(pct(0.9), "added-p90-us")
+	b.ReportMetric(pct(0.99), "added-p99-us")
 }

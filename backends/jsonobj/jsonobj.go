@@ -366,3 +366,73 @@ func unquoteKey(quoted []byte) string {
 	}
 	return s
 }
+
+// Span is where a top-level member's value sits in a document; Start < 0
+// means the member is absent.
+type Span struct{ Start, End int }
+
+// Found reports whether the member was present.
+func (s Span) Found() bool { return s.Start >= 0 }
+
+// Members scans doc once: it checks that doc is one structurally sound JSON
+// object (balanced, strings terminated, nothing after it) and records the
+// value span of each of keys into spans (same length as keys). It does not
+// allocate, which is why the streaming relay uses it on every event instead
+// of json.Valid plus several lookups. Scalars are delimited, not parsed: a
+// garbled literal inside a well-formed object is left for the client.
+func Members(doc []byte, keys []string, spans []Span) error {
+	for i := range spans {
+		spans[i] = Span{-1, -1}
+	}
+	b := doc
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return ErrNotObject
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return trailing(b, i+1)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return errMalformed
+		}
+		keyEnd, err := skipString(b, i)
+		if err != nil {
+			return err
+		}
+		k := b[i:keyEnd]
+		i = skipSpace(b, keyEnd)
+		if i >= len(b) || b[i] != ':' {
+			return errMalformed
+		}
+		i = skipSpace(b, i+1)
+		end, err := skipValue(b, i)
+		if err != nil {
+			return err
+		}
+		for j, key := range keys {
+			if spans[j].Start < 0 && keyEquals(k, key) {
+				spans[j] = Span{i, end}
+			}
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) {
+			return errMalformed
+		}
+		if b[i] == '}' {
+			return trailing(b, i+1)
+		}
+		if b[i] != ',' {
+			return errMalformed
+		}
+		i = skipSpace(b, i+1)
+	}
+}
+
+func trailing(b []byte, i int) error {
+	if skipSpace(b, i) != len(b) {
+		return errMalformed
+	}
+	return nil
+}

@@ -107,6 +107,19 @@ func FuzzEdit(f *testing.F) {
 				t.Fatalf("Find(%q) disagrees with Parse", fl.Key)
 			}
 		}
+		keys := make([]string, len(o.Fields))
+		for i, fl := range o.Fields {
+			keys[i] = fl.Key
+		}
+		spans := make([]jsonobj.Span, len(keys))
+		if err := jsonobj.Members(doc, keys, spans); err != nil {
+			t.Fatalf("Members rejects a valid object: %v", err)
+		}
+		for i, fl := range o.Fields {
+			if spans[i].Start != fl.Start || spans[i].End != fl.End {
+				t.Fatalf("Members and Parse disagree on %q", fl.Key)
+			}
+		}
 		var e jsonobj.Edit
 		e.Set("model", []byte(`"m"`))
 		e.Default("zz_default", []byte(`[1]`))
@@ -122,4 +135,44 @@ func FuzzEdit(f *testing.F) {
 			t.Fatalf("edited %v, want %v", got, want)
 		}
 	})
+}
+
+func TestMembers(t *testing.T) {
+	keys := []string{"model", "error", "choices"}
+	tests := []struct {
+		name    string
+		doc     string
+		want    []string // value per key, "" = absent
+		wantErr bool
+	}{
+		{name: "chunk", doc: `{"id":"x","model" : "m","choices":[{"delta":{"content":"}"}}]}`, want: []string{`"m"`, "", `[{"delta":{"content":"}"}}]`}},
+		{name: "error event", doc: `{"error":{"code":503}}`, want: []string{"", `{"code":503}`, ""}},
+		{name: "empty", doc: ` {} `, want: []string{"", "", ""}},
+		{name: "first duplicate wins, as a scanner cannot know better", doc: `{"model":"a","model":"b"}`, want: []string{`"a"`, "", ""}},
+		{name: "truncated", doc: `{"index":0,"delta":{"content":"<malformed chunk`, wantErr: true},
+		{name: "trailing garbage", doc: `{"a":1} x`, wantErr: true},
+		{name: "not an object", doc: `[DONE]`, wantErr: true},
+		{name: "missing colon", doc: `{"a" 1}`, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spans := make([]jsonobj.Span, len(keys))
+			err := jsonobj.Members([]byte(tc.doc), keys, spans)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, wantErr %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			for i, sp := range spans {
+				got := ""
+				if sp.Found() {
+					got = tc.doc[sp.Start:sp.End]
+				}
+				if got != tc.want[i] {
+					t.Errorf("%s = %q, want %q", keys[i], got, tc.want[i])
+				}
+			}
+		})
+	}
 }
