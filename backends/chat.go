@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
@@ -108,3 +109,46 @@ func isEmptyJSON(v []byte) bool {
 }
 
 func jsonUnmarshalString(raw []byte, dst *string) error { return json.Unmarshal(raw, dst) }
+
+// OverContext reports whether the request's prompt, estimated as the Python
+// router did (max of whitespace-separated words and UTF-8 bytes / 4 over the
+// message texts), exceeds the tier's context_limit. Such a request is
+// refused before the serve spends a prefill on it.
+func (t *Tier) OverContext(req *jsonobj.Object) bool {
+	msgs := req.Get("messages")
+	// Words are at most half the bytes (plus one) and bytes/4 is smaller
+	// still, so a short history cannot exceed the limit: skip decoding.
+	if t.ContextLimit <= 0 || len(msgs)/2+1 <= t.ContextLimit {
+		return false
+	}
+	var history []struct {
+		Content json.RawMessage `json:"content"`
+	}
+	if json.Unmarshal(msgs, &history) != nil {
+		return false // the serve will say what is wrong with it
+	}
+	words, size := 0, 0
+	count := func(s string) {
+		words += len(strings.Fields(s))
+		size += len(s)
+	}
+	for _, m := range history {
+		var text string
+		if json.Unmarshal(m.Content, &text) == nil {
+			count(text)
+			continue
+		}
+		var parts []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(m.Content, &parts) == nil {
+			for _, p := range parts {
+				if p.Type == "text" {
+					count(p.Text)
+				}
+			}
+		}
+	}
+	return max(words, size/4) > t.ContextLimit
+}

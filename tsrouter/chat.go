@@ -56,6 +56,11 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, envOpenAI, errExhausted(h.backends.ExhaustionStatus, ""))
 		return
 	}
+	if tier.OverContext(req) {
+		log.Info("refused: prompt exceeds the tier's context window")
+		writeError(w, envOpenAI, errOverContext)
+		return
+	}
 	if tier.Dialect != "openai" {
 		log.Warn("refused: cross-dialect translation is not available in this build")
 		writeError(w, envOpenAI, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; translation is not available yet"})

@@ -43,6 +43,7 @@ var (
 	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Message: "invalid or missing API key"}
 	errBusy         = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "server busy; try again later", Close: true}
 	errTooLarge     = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request body too large", Close: true}
+	errOverContext  = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request exceeds the context window of every available tier; send a smaller request"}
 	errModelUnknown = &apiError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
 )
 

@@ -61,6 +61,8 @@ func TestStatusTable(t *testing.T) {
 		{name: "context length exceeded passes through as 400", mode: fakeserve.ModeStatus400, body: `{"model":"chat"}`, wantCode: 400, wantType: "invalid_request_error", wantMsg: "maximum context length"},
 		{name: "context length exceeded, streaming", mode: fakeserve.ModeStatus400, body: `{"model":"chat","stream":true}`, wantCode: 400, wantType: "invalid_request_error"},
 		{name: "serve 500 is a bad gateway", mode: fakeserve.ModeStatus500, body: `{"model":"chat"}`, wantCode: 502, wantType: "upstream_error"},
+		{name: "prompt over the context window", body: `{"model":"small","messages":[{"role":"user","content":"` + strings.Repeat("word ", 100) + `"}]}`, wantCode: 413, wantType: "payload_too_large", wantMsg: "context window"},
+		{name: "prompt in content parts over the context window", body: `{"model":"small","messages":[{"role":"user","content":[{"type":"text","text":"` + strings.Repeat("w ", 100) + `"}]}]}`, wantCode: 413, wantType: "payload_too_large"},
 		{name: "tools on a tier without tool support", tierOpts: "", body: `{"model":"notools","tools":[{"type":"function","function":{"name":"f"}}]}`, wantCode: 503, wantType: "service_unavailable"},
 	}
 	for _, tc := range tests {
@@ -85,8 +87,19 @@ tool_support = false
 auth_env = "SERVE_B_KEY"
 model = "served-model"
 
+[[router.tiers]]
+id = "small"
+base_url = "`+url+`"
+dialect = "openai"
+context_limit = 64
+privacy = "local"
+tool_support = true
+auth_env = "SERVE_C_KEY"
+model = "served-model"
+
 [router.model_routes]
-notools = "no-tools"`, 1)
+notools = "no-tools"
+small = "small"`, 1)
 			base := startRouter(t, cfg, routerOpts{})
 			start := time.Now()
 			resp := post(t, t.Context(), base+"/v1/chat/completions", tc.body)
@@ -112,7 +125,7 @@ notools = "no-tools"`, 1)
 					t.Errorf("error body leaks %q: %s", leak, body)
 				}
 			}
-			if tc.name == "tools on a tier without tool support" && fake.Stats().Requests != 0 {
+			if (tc.wantCode == 413 || tc.wantType == "service_unavailable" && !tc.refused && tc.mode == "") && fake.Stats().Requests != 0 {
 				t.Error("the serve was called for a request the tier cannot take")
 			}
 		})
