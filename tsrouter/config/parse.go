@@ -24,7 +24,7 @@ const (
 )
 
 var (
-	serverKeys = []string{"auth_env", "admission_state_path", "decision_log_path"}
+	serverKeys = []string{"auth_env", "admission_state_path", "decision_log_path", "local_listen", "local_api"}
 	routerKeys = []string{
 		"tiers", "model_routes", "exhaustion_status", "relay_timeout",
 		"availability_probe_interval", "availability_probe_timeout",
@@ -57,8 +57,8 @@ func Load(path string) (*Config, error) {
 
 // Parse validates a router config document; name is used in messages only.
 // It reports every problem it finds, as a *Error, and returns a Config only
-// when there are none. Top-level keys other than [server] and [router]
-// belong to other tools and are ignored.
+// when there are none. Top-level keys other than [server], [router] and
+// [tailnet] belong to other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
@@ -66,9 +66,12 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	c := &checker{lines: indexLines(data)}
 	root := table{c: c, m: doc}
-	cfg := &Config{}
+	cfg := &Config{Tailnet: defaultTailnet()}
 	if srv, ok := root.sub("server"); ok {
 		cfg.Server = parseServer(srv)
+	}
+	if tn, ok := root.sub("tailnet"); ok {
+		cfg.Tailnet = parseTailnet(tn)
 	}
 	if r, ok := root.sub("router"); ok {
 		cfg.Router = parseRouter(r)
@@ -108,6 +111,20 @@ func parseServer(t table) Server {
 	}
 	s.AdmissionStatePath = t.nonEmptyPath("admission_state_path")
 	s.DecisionLogPath = t.nonEmptyPath("decision_log_path")
+	if addr, ok := t.str("local_listen"); ok {
+		if msg := CheckLoopbackAddr(addr); msg != "" {
+			t.c.report(t.path.key("local_listen"), "%s", msg)
+		} else {
+			s.LocalListen = addr
+		}
+	}
+	s.LocalAPI, _ = t.boolean("local_api")
+	if s.LocalAPI && !t.has("local_listen") {
+		t.c.report(t.path.key("local_api"), "needs local_listen: there is no loopback listener to serve the API on")
+	}
+	if s.LocalAPI && !t.has("auth_env") {
+		t.c.report(t.path.key("local_api"), "needs auth_env: the loopback listener has no tailnet identity, so every API request there must carry the router token")
+	}
 	return s
 }
 

@@ -15,6 +15,9 @@ type Config struct {
 	Server Server
 	// Router holds [router]: tiers, aliases and relay settings.
 	Router Router
+	// Tailnet holds [tailnet]: the node and who may call it. Defaults
+	// apply when the table is absent.
+	Tailnet Tailnet
 }
 
 // Server is the [server] table. Unknown keys are rejected.
@@ -26,6 +29,12 @@ type Server struct {
 	AdmissionStatePath string
 	// DecisionLogPath is the JSONL decision sink (optional).
 	DecisionLogPath string
+	// LocalListen is an optional loopback address (127.0.0.1:PORT) for the
+	// container health check and on-host tools.
+	LocalListen string
+	// LocalAPI serves the whole API on LocalListen, not just /healthz;
+	// every request there then needs the router token.
+	LocalAPI bool
 }
 
 // Router is the [router] table. Unknown keys are rejected.
