@@ -1,7 +1,8 @@
 // Package policy makes the router's access decisions as pure functions: no
-// I/O, no clocks it does not get passed, no globals. Today it checks the
-// router token of ADR-0004; identities, grants, API keys and rate limits
-// build on it.
+// I/O, no clocks it does not get passed, no globals. It checks the router
+// token of ADR-0004 and turns a tailnet identity (node, user, tags, grants)
+// plus the operator's rules into a Principal: which models the caller may
+// use, whether it is an admin, its rate limit.
 package policy
 
 import (
