@@ -58,3 +58,15 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// DefaultTailnetDir is where the router's tailnet node keeps its keys when
+// neither [tailnet].state_dir nor TS_STATE_DIR says otherwise: a directory
+// of its own under the user's config dir (~/.config/anvil-router/tailscale
+// on Linux), so restarts reuse the enrolled node.
+func DefaultTailnetDir() (string, error) {
+	base, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no state dir: set [tailnet].state_dir or TS_STATE_DIR (%w)", err)
+	}
+	return filepath.Join(base, "anvil-router", "tailscale"), nil
+}
