@@ -2,15 +2,12 @@ package tsrouter
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
@@ -23,8 +20,7 @@ var (
 
 // chat serves POST /v1/chat/completions for OpenAI-dialect tiers: the body
 // is relayed as sent, with only the fields the router owns edited.
-func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 	body, aerr := h.readBody(r)
 	if aerr != nil {
 		writeError(w, envOpenAI, aerr)
@@ -45,24 +41,30 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, envOpenAI, aerr)
 		return
 	}
+	rec.alias = alias
 	tier, ok := h.backends.Lookup(alias)
 	if !ok {
 		writeError(w, envOpenAI, errModelUnknown)
 		return
 	}
-	log := reqLog{h.log, alias, tier.ID, stream}
+	if !rec.principal.MayUseModel(alias) {
+		rec.detail = "alias not covered by the caller's grant"
+		writeError(w, envOpenAI, errModelForbidden(alias))
+		return
+	}
+	rec.tier = tier.ID
 	if !tier.ToolSupport && backends.HasToolStructure(req) {
-		log.Info("refused: tools on a tier without tool support")
+		rec.detail = "tools requested on a tier without tool support"
 		writeError(w, envOpenAI, errExhausted(h.backends.ExhaustionStatus, ""))
 		return
 	}
 	if tier.OverContext(req) {
-		log.Info("refused: prompt exceeds the tier's context window")
+		rec.detail = "prompt exceeds the tier's context window"
 		writeError(w, envOpenAI, errOverContext)
 		return
 	}
 	if tier.Dialect != "openai" {
-		log.Warn("refused: cross-dialect translation is not available in this build")
+		rec.detail = "cross-dialect translation is not available in this build"
 		writeError(w, envOpenAI, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; translation is not available yet"})
 		return
 	}
@@ -71,30 +73,28 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request) {
 		setClampHeaders(w.Header(), clamp)
 	}
 	if stream {
-		h.relayStream(w, r, tier, upBody, modelJSON, log, start)
+		h.relayStream(w, r, tier, upBody, modelJSON, rec)
 		return
 	}
 	reply, err := tier.Complete(r.Context(), upBody)
 	if err != nil {
-		h.upstreamFailed(w, envOpenAI, err, log, start)
+		h.upstreamFailed(w, envOpenAI, err, rec)
 		return
 	}
 	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !json.Valid(reply.Body) {
-		h.upstreamFailed(w, envOpenAI, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, log, start)
+		h.upstreamFailed(w, envOpenAI, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
 		return
 	}
-	out := backends.RewriteModel(reply.Body, modelJSON)
-	writeJSON(w, http.StatusOK, out)
-	log.Info("served", "status", http.StatusOK, "bytes", len(out), "ms", msSince(start))
+	writeJSON(w, http.StatusOK, backends.RewriteModel(reply.Body, modelJSON))
 }
 
 // relayStream commits 200 only after the serve has produced its first event,
 // then relays event by event. A break after that ends with one error frame
 // and no [DONE].
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, log reqLog, start time.Time) {
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, rec *record) {
 	s, err := tier.OpenStream(r.Context(), body)
 	if err != nil {
-		h.upstreamFailed(w, envOpenAI, err, log, start)
+		h.upstreamFailed(w, envOpenAI, err, rec)
 		return
 	}
 	defer s.Close()
@@ -105,29 +105,28 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 	w.WriteHeader(http.StatusOK)
 	f := flusher{w}
 	st, err := backends.RelayOpenAI(w, f, s, modelJSON)
+	rec.events = st.Events
 	switch {
 	case err == nil:
 		w.Write(sseDone)
 		f.Flush()
-		log.Info("served", "status", http.StatusOK, "events", st.Events, "bytes", st.Bytes, "ms", msSince(start))
 	case errors.Is(err, backends.ErrClientGone):
-		log.Info("client disconnected; upstream cancelled", "events", st.Events, "ms", msSince(start))
+		rec.detail = "client disconnected; upstream cancelled"
 	default:
 		w.Write(streamErrorFrame(envOpenAI))
 		f.Flush()
-		log.Warn("stream interrupted", "err", err.Error(), "events", st.Events, "ms", msSince(start))
+		rec.detail = "stream interrupted: " + err.Error()
 	}
 }
 
 // upstreamFailed answers a failure that happened before anything was sent.
-func (h *Handler) upstreamFailed(w http.ResponseWriter, env envelope, err error, log reqLog, start time.Time) {
+func (h *Handler) upstreamFailed(w http.ResponseWriter, env envelope, err error, rec *record) {
 	if errors.Is(err, backends.ErrClientGone) {
-		log.Info("client disconnected before the serve answered", "ms", msSince(start))
+		rec.detail = "client disconnected before the serve answered"
 		return
 	}
-	ae := fromUpstream(err, h.backends.ExhaustionStatus)
-	log.Warn("upstream failed", "status", ae.Status, "err", err.Error(), "ms", msSince(start))
-	writeError(w, env, ae)
+	rec.detail = "upstream: " + err.Error()
+	writeError(w, env, fromUpstream(err, h.backends.ExhaustionStatus))
 }
 
 type flusher struct{ w http.ResponseWriter }
@@ -225,28 +224,3 @@ func setClampHeaders(h http.Header, c *backends.Clamp) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// reqLog writes a request's log lines with its routing attributes, without
-// pre-building a logger per request (slog.With formats eagerly).
-type reqLog struct {
-	l      *slog.Logger
-	alias  string
-	tier   string
-	stream bool
-}
-
-func (r reqLog) log(level slog.Level, msg string, args ...any) {
-	if !r.l.Enabled(context.Background(), level) {
-		return
-	}
-	r.l.Log(context.Background(), level, msg, append([]any{"alias", r.alias, "tier", r.tier, "stream", r.stream}, args...)...)
-}
-
-func (r reqLog) Info(msg string, args ...any) { r.log(slog.LevelInfo, msg, args...) }
-func (r reqLog) Warn(msg string, args ...any) { r.log(slog.LevelWarn, msg, args...) }
-
-// msSince is a duration in milliseconds with microsecond precision, the unit
-// operators read in logs.
-func msSince(t time.Time) float64 {
-	return float64(time.Since(t).Microseconds()) / 1000
-}

@@ -41,11 +41,17 @@ func (e *apiError) Error() string { return e.Message }
 // Errors the router raises on its own account.
 var (
 	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Message: "invalid or missing API key"}
+	errForbidden    = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this tailnet node or user is not permitted to use the router"}
 	errBusy         = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "server busy; try again later", Close: true}
 	errTooLarge     = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request body too large", Close: true}
 	errOverContext  = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request exceeds the context window of every available tier; send a smaller request"}
 	errModelUnknown = &apiError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
 )
+
+// errModelForbidden names the model the caller's grant does not cover.
+func errModelForbidden(model string) *apiError {
+	return &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "model " + strconv.Quote(model) + " is not permitted for this caller"}
+}
 
 func errNoRoute(path string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Type: "not_found", Message: "no route " + path}

@@ -78,7 +78,7 @@ llm.primary = "local-a"
 }
 
 // startFake runs a fake serve on loopback for the test's lifetime.
-func startFake(t *testing.T, opts fakeserve.Options) (*fakeserve.Server, string) {
+func startFake(t testing.TB, opts fakeserve.Options) (*fakeserve.Server, string) {
 	t.Helper()
 	if opts.Model == "" {
 		opts.Model = "served-model"

@@ -57,27 +57,60 @@ func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// Serve serves srv on ln until ctx is done, then stops accepting, lets
-// in-flight requests finish for up to drain, and closes what remains (which
-// cancels their upstream requests).
+// Served is one listener and the server for it.
+type Served struct {
+	// Name says what it is in logs ("tailnet :80", "local 127.0.0.1:8080").
+	Name     string
+	Server   *http.Server
+	Listener net.Listener
+}
+
+// Serve serves srv on ln until ctx is done, then drains (see ServeAll).
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration, log *slog.Logger) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	return ServeAll(ctx, drain, log, Served{Name: ln.Addr().String(), Server: srv, Listener: ln})
+}
+
+// ServeAll serves every listener until ctx is done or one of them fails,
+// then stops accepting on all, lets in-flight requests (streams included)
+// finish for up to drain, and closes what remains — which cancels their
+// upstream requests.
+func ServeAll(ctx context.Context, drain time.Duration, log *slog.Logger, all ...Served) error {
+	errc := make(chan error, len(all))
+	for _, s := range all {
+		go func() {
+			err := s.Server.Serve(s.Listener)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			} else if err != nil {
+				err = fmt.Errorf("%s: %w", s.Name, err)
+			}
+			errc <- err
+		}()
 	}
-	log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
+	var first error
+	select {
+	case first = <-errc:
+		if first == nil {
+			first = errors.New("a listener stopped unexpectedly")
+		}
+		log.Error("listener failed; shutting down", "err", first)
+	case <-ctx.Done():
+		log.Info("shutting down: draining in-flight requests", "timeout", drain.String())
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("drain timeout reached; closing remaining connections")
-		err = srv.Close()
+	done := make(chan struct{})
+	for _, s := range all {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			if err := s.Server.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+				log.Warn("drain timeout reached; closing remaining connections", "listener", s.Name)
+				s.Server.Close()
+			}
+		}()
 	}
-	if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
-		err = e
+	for range all {
+		<-done
 	}
-	return err
+	return first
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
@@ -76,22 +77,52 @@ func New(opts Options) *Handler {
 		"dialects": []string{"openai"},
 		"routes":   slices.Sorted(slices.Values(routes)),
 	})
-	h.modelsBody = modelsJSON(opts.Backends)
+	h.modelsBody = modelsJSON(opts.Backends, nil)
 	return h
 }
 
-// ServeHTTP dispatches one request. Order matters and is part of the
-// contract: liveness first (never gated), then the global slot, then auth —
-// before any route lookup, so unknown paths do not reveal what exists.
+// ServeHTTP serves the dev listener: loopback only, no tailnet identity,
+// every model allowed, the router token required when configured.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.serve(w, r, doorDev, nil)
+}
+
+// serve dispatches one request that came through door d. Order matters and
+// is part of the contract: liveness first (never gated), then who the
+// caller is (tailnet identity, fail closed), the global slot, the token —
+// all before any route lookup, so unknown paths do not reveal what exists.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tailnetDoor) {
+	rw := &recorder{ResponseWriter: w, start: time.Now()}
+	rw.rec.door = d
+	defer h.audit(rw, r)
+	w = rw
 	w.Header().Set("Server", "anvil")
 	path := r.URL.Path
 	if len(path) > 1 {
 		path = strings.TrimRight(path, "/")
 	}
 	if path == "/healthz" && isGet(r.Method) {
+		rw.rec.quiet = true
 		writeJSON(w, http.StatusOK, h.healthBody)
 		return
+	}
+	rec := &rw.rec
+	switch d {
+	case doorLocal:
+		// Without local_api the loopback listener is a health endpoint only.
+		writeError(w, envGeneric, errNoRoute(path))
+		return
+	case doorTailnet:
+		p, err := tn.principal(r)
+		if err != nil {
+			rec.detail = err.Error()
+			drainSmallBody(r, h.maxBody)
+			writeError(w, envelopeFor(path), errForbidden)
+			return
+		}
+		rec.principal = p
+	default:
+		rec.principal = unrestricted
 	}
 	select {
 	case h.slots <- struct{}{}:
@@ -100,7 +131,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, envelopeFor(path), errBusy)
 		return
 	}
-	if !h.token.Allows(r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")) {
+	// On the local API door the token is the only credential, so it is
+	// required even if (misconfigured) it were not set.
+	if !h.token.Allows(r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")) || (d == doorLocalAPI && !h.token.Enabled()) {
+		rec.detail = "missing or wrong router token"
 		drainSmallBody(r, h.maxBody)
 		writeError(w, envGeneric, errUnauthorized)
 		return
@@ -111,13 +145,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			allow(w, envOpenAI, "POST")
 			return
 		}
-		h.chat(w, r)
+		h.chat(w, r, rec)
 	case "/v1/models":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")
 			return
 		}
-		writeJSON(w, http.StatusOK, h.modelsBody)
+		if rec.principal.AllModels {
+			writeJSON(w, http.StatusOK, h.modelsBody)
+		} else {
+			writeJSON(w, http.StatusOK, modelsJSON(h.backends, rec.principal.MayUseModel))
+		}
 	case "/health", "/healthz":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")
@@ -171,8 +209,10 @@ func mustJSON(v any) []byte {
 	return append(b, '\n')
 }
 
-// modelsJSON renders /v1/models once: it is byte-stable for a config.
-func modelsJSON(set *backends.Set) []byte {
+// modelsJSON renders /v1/models: once for callers who may use every alias
+// (byte-stable for a config), per request for callers a grant restricts
+// to the aliases allowed (may; nil = all).
+func modelsJSON(set *backends.Set, may func(string) bool) []byte {
 	type model struct {
 		ID              string `json:"id"`
 		Object          string `json:"object"`
@@ -185,6 +225,9 @@ func modelsJSON(set *backends.Set) []byte {
 	}
 	data := []model{}
 	for _, r := range set.Routes() {
+		if may != nil && !may(r.Alias) {
+			continue
+		}
 		t, _ := set.Lookup(r.Alias)
 		m := model{
 			ID: r.Alias, Object: "model", Name: r.Alias,

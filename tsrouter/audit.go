@@ -1,0 +1,125 @@
+package tsrouter
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/policy"
+)
+
+// door says which listener a request came through; each has its own rules.
+type door uint8
+
+const (
+	doorDev      door = iota // loopback dev listener: no identity, token if set
+	doorTailnet              // tailnet: WhoIs identity and grants, token on top
+	doorLocal                // loopback local listener: /healthz only
+	doorLocalAPI             // loopback local listener with the API: token always
+)
+
+func (d door) String() string {
+	return [...]string{"dev", "tailnet", "local", "local-api"}[d]
+}
+
+// unrestricted is the principal of doors without a tailnet identity.
+var unrestricted = policy.Unrestricted()
+
+// record is what the audit line says about one request. Handlers fill it
+// in as they learn things; it never holds prompt text or secrets.
+type record struct {
+	door      door
+	principal *policy.Principal
+	alias     string
+	tier      string
+	events    int
+	// detail explains a failure to the operator (never to the caller).
+	detail string
+	// quiet marks liveness probes, logged at debug level only.
+	quiet bool
+}
+
+// recorder captures the status and size of a response for the audit line.
+// It keeps http.Flusher working for streams.
+type recorder struct {
+	http.ResponseWriter
+	start  time.Time
+	status int
+	bytes  int64
+	rec    record
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recorder) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// audit writes the one structured line per request: who (node, user, tags,
+// address), what (alias, tier), the outcome (status, duration, bytes).
+func (h *Handler) audit(w *recorder, r *http.Request) {
+	rec := &w.rec
+	level := slog.LevelInfo
+	switch {
+	case rec.quiet:
+		level = slog.LevelDebug
+	case w.status >= 500:
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("door", rec.door.String()),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", w.status),
+		slog.Float64("ms", float64(time.Since(w.start).Microseconds())/1000),
+		slog.Int64("bytes", w.bytes),
+	)
+	if p := rec.principal; p != nil && p.Identity != nil {
+		id := p.Identity
+		attrs = append(attrs, slog.String("node", id.Node), slog.String("user", id.User), slog.String("ip", id.IP.String()))
+		if len(id.Tags) > 0 {
+			attrs = append(attrs, slog.String("tags", strings.Join(id.Tags, ",")))
+		}
+	} else if rec.door != doorTailnet {
+		attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+	}
+	if rec.alias != "" {
+		attrs = append(attrs, slog.String("alias", rec.alias))
+	}
+	if rec.tier != "" {
+		attrs = append(attrs, slog.String("tier", rec.tier))
+	}
+	if rec.events > 0 {
+		attrs = append(attrs, slog.Int("events", rec.events))
+	}
+	if rec.detail != "" {
+		attrs = append(attrs, slog.String("detail", rec.detail))
+	}
+	h.log.LogAttrs(ctx, level, "request", attrs...)
+}
