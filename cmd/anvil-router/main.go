@@ -1,6 +1,7 @@
 // Command anvil-router is the appliance: it routes OpenAI-compatible
 // requests from authenticated callers to model serves on loopback.
 //
+//	TS_AUTHKEY=... anvil-router serve --config router.toml
 //	anvil-router serve --config router.toml --dev-listen 127.0.0.1:8000
 //	anvil-router check --config router.toml
 //	anvil-router demo
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdCheck(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "anvil-router", versionString())
 		return 0
@@ -81,10 +84,12 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `anvil-router routes OpenAI-compatible LLM requests to model serves on loopback.
 
 Commands:
-  serve    run the router (--dev-listen 127.0.0.1:PORT for a loopback listener)
-  check    validate a config file and print its routes
-  demo     run a fake model serve and the router on 127.0.0.1:8000
-  version  print the version
+  serve        join the tailnet and serve the router there
+               (--dev-listen 127.0.0.1:PORT: loopback only, no tailnet)
+  check        validate a config file and print its routes
+  healthcheck  exit 0 if the router's loopback /healthz answers 200
+  demo         run a fake model serve and the router on 127.0.0.1:8000
+  version      print the version
 
 Run 'anvil-router COMMAND -h' for a command's flags.
 `)

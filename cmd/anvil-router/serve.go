@@ -72,7 +72,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	var lim limits
 	cf.register(fs)
 	lim.register(fs)
-	devListen := fs.String("dev-listen", envDefault("ANVIL_DEV_LISTEN", ""), "serve on this loopback address without joining the tailnet, e.g. 127.0.0.1:8000 ($ANVIL_DEV_LISTEN)")
+	devListen := fs.String("dev-listen", envDefault("ANVIL_DEV_LISTEN", ""), "serve on this loopback address instead of joining the tailnet, e.g. 127.0.0.1:8000 ($ANVIL_DEV_LISTEN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -80,11 +80,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *devListen == "" {
-		return usageError{errors.New("the tailnet listener is not in this build yet: run with --dev-listen 127.0.0.1:PORT")}
-	}
-	if err := tsrouter.CheckLoopback(*devListen); err != nil {
-		return usageError{err}
+	if *devListen != "" {
+		if err := tsrouter.CheckLoopback(*devListen); err != nil {
+			return usageError{err}
+		}
 	}
 	path, err := config.Discover(cf.config)
 	if err != nil {
@@ -101,6 +100,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	defer set.CloseIdle()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *devListen == "" {
+		return serveTailnet(ctx, cfg, h, lim, log)
+	}
 	ln, err := tsrouter.ListenLoopback(*devListen)
 	if err != nil {
 		return err
