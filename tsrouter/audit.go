@@ -30,6 +30,7 @@ var unrestricted = policy.Unrestricted()
 // record is what the audit line says about one request. Handlers fill it
 // in as they learn things; it never holds prompt text or secrets.
 type record struct {
+	start     time.Time
 	door      door
 	principal *policy.Principal
 	alias     string
@@ -39,13 +40,15 @@ type record struct {
 	detail string
 	// quiet marks liveness probes, logged at debug level only.
 	quiet bool
+	// upstream is the time spent waiting for the serve before the
+	// response started (headers, first event or whole reply).
+	upstream time.Duration
 }
 
 // recorder captures the status and size of a response for the audit line.
 // It keeps http.Flusher working for streams.
 type recorder struct {
 	http.ResponseWriter
-	start  time.Time
 	status int
 	bytes  int64
 	rec    record
@@ -97,7 +100,7 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.Path),
 		slog.Int("status", w.status),
-		slog.Float64("ms", float64(time.Since(w.start).Microseconds())/1000),
+		slog.Float64("ms", float64(time.Since(rec.start).Microseconds())/1000),
 		slog.Int64("bytes", w.bytes),
 	)
 	if p := rec.principal; p != nil && p.Identity != nil {

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
@@ -76,7 +77,9 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 		h.relayStream(w, r, tier, upBody, modelJSON, rec)
 		return
 	}
+	up := time.Now()
 	reply, err := tier.Complete(r.Context(), upBody)
+	rec.upstream = time.Since(up)
 	if err != nil {
 		h.upstreamFailed(w, envOpenAI, err, rec)
 		return
@@ -85,14 +88,18 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 		h.upstreamFailed(w, envOpenAI, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
 		return
 	}
-	writeJSON(w, http.StatusOK, backends.RewriteModel(reply.Body, modelJSON))
+	out := backends.RewriteModel(reply.Body, modelJSON)
+	setOverhead(w.Header(), rec)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // relayStream commits 200 only after the serve has produced its first event,
 // then relays event by event. A break after that ends with one error frame
 // and no [DONE].
 func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, rec *record) {
+	up := time.Now()
 	s, err := tier.OpenStream(r.Context(), body)
+	rec.upstream = time.Since(up)
 	if err != nil {
 		h.upstreamFailed(w, envOpenAI, err, rec)
 		return
@@ -102,6 +109,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
+	setOverhead(hdr, rec)
 	w.WriteHeader(http.StatusOK)
 	f := flusher{w}
 	st, err := backends.RelayOpenAI(w, f, s, modelJSON)
@@ -213,6 +221,14 @@ func requestStream(req *jsonobj.Object) (bool, *apiError) {
 	default:
 		return false, errBadRequest("stream must be a boolean")
 	}
+}
+
+// setOverhead reports the router's own time on this request so far —
+// everything before the response starts, minus the time spent waiting for
+// the serve — so users can check the router's cost in production.
+func setOverhead(h http.Header, rec *record) {
+	us := (time.Since(rec.start) - rec.upstream).Microseconds()
+	h["X-Anvil-Overhead-Us"] = []string{strconv.FormatInt(max(us, 0), 10)}
 }
 
 func setClampHeaders(h http.Header, c *backends.Clamp) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +59,9 @@ func TestStreamPassthroughIsByteExact(t *testing.T) {
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Errorf("Content-Type %q", ct)
 	}
+	if us, err := strconv.Atoi(resp.Header.Get("X-Anvil-Overhead-Us")); err != nil || us < 0 || us > 1e6 {
+		t.Errorf("X-Anvil-Overhead-Us %q", resp.Header.Get("X-Anvil-Overhead-Us"))
+	}
 	// The comment carries no data and is not relayed; every data event is,
 	// byte for byte, with the caller's model string echoed.
 	want := strings.TrimPrefix(upstream, ": keep-alive comment\n\n")
@@ -74,6 +78,9 @@ func TestNonStreamPassthroughIsByteExact(t *testing.T) {
 	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
 	got := readAll(t, resp)
 	want := strings.Replace(upstream, `"served-model"`, `"chat"`, 1)
+	if _, err := strconv.Atoi(resp.Header.Get("X-Anvil-Overhead-Us")); err != nil {
+		t.Errorf("X-Anvil-Overhead-Us %q", resp.Header.Get("X-Anvil-Overhead-Us"))
+	}
 	if resp.StatusCode != 200 || got != want {
 		t.Errorf("status %d\n got: %q\nwant: %q", resp.StatusCode, got, want)
 	}

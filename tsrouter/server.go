@@ -92,7 +92,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // caller is (tailnet identity, fail closed), the global slot, the token —
 // all before any route lookup, so unknown paths do not reveal what exists.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tailnetDoor) {
-	rw := &recorder{ResponseWriter: w, start: time.Now()}
+	rw := &recorder{ResponseWriter: w}
+	rw.rec.start = time.Now()
 	rw.rec.door = d
 	defer h.audit(rw, r)
 	w = rw
