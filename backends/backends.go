@@ -7,6 +7,7 @@
 package backends
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -28,6 +29,8 @@ type Set struct {
 	// request now" (the client's failover signal).
 	ExhaustionStatus int
 	client           *http.Client
+	probeInterval    time.Duration
+	probeBackground  bool
 }
 
 // Tier is one chat serve, ready to receive requests.
@@ -44,6 +47,10 @@ type Tier struct {
 	extraBodyDefaults []member
 	modelJSON         []byte // Tier.Model as a JSON string, nil if unset
 	client            *http.Client
+	// prober keeps readiness when health_path is set (nil otherwise).
+	prober *prober
+	// adm is the quiesce state, active count and concurrency cap.
+	adm *admission
 }
 
 type member struct {
@@ -74,11 +81,28 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 		ExhaustionStatus: cfg.Router.ExhaustionStatus,
 		client:           &http.Client{Transport: newTransport(opts.MaxIdleConnsPerHost), CheckRedirect: noRedirects},
 	}
+	s.probeInterval = cfg.Router.AvailabilityProbeInterval
+	s.probeBackground = cfg.Router.ProbeInBackground
+	// Probes get their own client: short-lived, never proxied, never
+	// redirected, so the tier key stays on the tier's own origin.
+	probeClient := &http.Client{Transport: newTransport(4), CheckRedirect: noRedirects}
 	byID := map[string]*Tier{}
 	for _, tc := range cfg.Router.Tiers {
 		t, err := newTier(tc, cfg.Router.RelayTimeout, opts.LookupEnv, s.client)
 		if err != nil {
 			return nil, fmt.Errorf("tier %q: %w", tc.ID, err)
+		}
+		maxQueue := tc.MaxQueue
+		if maxQueue == 0 {
+			maxQueue = config.DefaultMaxQueue
+		}
+		queueTimeout := cfg.Router.QueueTimeout
+		if queueTimeout <= 0 {
+			queueTimeout = config.DefaultQueueTimeout
+		}
+		t.adm = newAdmission(tc.MaxConcurrency, maxQueue, queueTimeout)
+		if tc.HealthPath != "" {
+			t.prober = newProber(t, cfg.Router.AvailabilityProbeInterval, cfg.Router.AvailabilityProbeTimeout, cfg.Router.AvailabilityProbeMaxBytes, probeClient)
 		}
 		s.tiers = append(s.tiers, t)
 		byID[t.ID] = t
@@ -191,6 +215,50 @@ func (s *Set) Tiers() []*Tier { return s.tiers }
 // lowercased.
 func NormalizeAlias(model string) string {
 	return strings.ToLower(strings.TrimSpace(model))
+}
+
+// Start runs the background prober, if configured, until ctx ends: every
+// probed tier is re-checked each availability_probe_interval, so requests
+// find a fresh result instead of paying for a probe after an outage.
+func (s *Set) Start(ctx context.Context) {
+	if !s.probeBackground {
+		return
+	}
+	for _, t := range s.tiers {
+		if t.prober == nil {
+			continue
+		}
+		go func() {
+			tick := time.NewTicker(s.probeInterval)
+			defer tick.Stop()
+			for {
+				t.prober.refresh()
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+}
+
+// Tier returns the tier with id.
+func (s *Set) Tier(id string) (*Tier, bool) {
+	for _, t := range s.tiers {
+		if t.ID == id {
+			return t, true
+		}
+	}
+	return nil, false
+}
+
+// OnAdmissionChange registers fn to run after every effective quiesce or
+// readmit of any tier (to persist intent).
+func (s *Set) OnAdmissionChange(fn func()) {
+	for _, t := range s.tiers {
+		t.adm.onChange = fn
+	}
 }
 
 // CloseIdle closes pooled upstream connections (on shutdown).

@@ -33,6 +33,9 @@ func (s *Set) ResolveModels(ctx context.Context, log *slog.Logger) error {
 		case len(ids) == 1:
 			t.Model = ids[0]
 			t.modelJSON, _ = json.Marshal(ids[0])
+			if t.prober != nil {
+				t.prober.model = ids[0]
+			}
 			log.Info("tier model taken from its serve", "tier", t.ID, "model", ids[0])
 		default:
 			return fmt.Errorf("tier %q has no model and its serve advertises %d models: set model in the tier", t.ID, len(ids))

@@ -67,7 +67,13 @@ func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange
 		default:
 			// Refused, reset or unreachable before any answer: the serve
 			// cannot take the request, which is the failover signal.
-			return nil, unavailable("connecting to serve: " + transportReason(err))
+			reason := transportReason(err)
+			if reason == "connection refused" && t.prober != nil {
+				// Nothing listens: refuse the next requests without
+				// dialing until a probe sees the serve back.
+				t.prober.markDown(ReasonRefused)
+			}
+			return nil, unavailable("connecting to serve: " + reason)
 		}
 	}
 	x.resp = resp

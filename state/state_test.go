@@ -3,6 +3,7 @@ package state_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/anvil-serving/anvil-router/state"
@@ -30,5 +31,41 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := state.WriteFileAtomic(filepath.Join(dir, "missing", "x"), []byte("x"), 0o600); err == nil {
 		t.Error("want an error for a missing directory")
+	}
+}
+
+func TestQuiesceIntent(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "admission.json")
+
+	in, err := state.LoadQuiesceIntent(p)
+	if err != nil || len(in.Tiers) != 0 {
+		t.Fatalf("missing file: %v %v", in, err)
+	}
+	want := state.QuiesceIntent{Tiers: map[string]string{"qwen-b": "operator", "qwen-a": "promotion"}}
+	if err := state.SaveQuiesceIntent(p, want); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if string(b) != `{"version":1,"tiers":{"qwen-a":{"state":"quiesced","reason":"promotion"},"qwen-b":{"state":"quiesced","reason":"operator"}}}` {
+		t.Errorf("file %s", b)
+	}
+	got, err := state.LoadQuiesceIntent(p)
+	if err != nil || len(got.Tiers) != 2 || got.Tiers["qwen-b"] != "operator" {
+		t.Errorf("round trip: %v %v", got, err)
+	}
+
+	for name, content := range map[string]string{
+		"not JSON":      `{"version":1,"tiers":`,
+		"no tiers":      `{"version":1}`,
+		"tiers not map": `{"version":1,"tiers":[]}`,
+		"bad entry":     `{"version":1,"tiers":{"a":{"state":"weird"}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(p, []byte(content), 0o600)
+			if _, err := state.LoadQuiesceIntent(p); err == nil || !strings.Contains(err.Error(), "corrupt") {
+				t.Errorf("got %v, want a corrupt-file error", err)
+			}
+		})
 	}
 }

@@ -69,6 +69,14 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 		writeError(w, envOpenAI, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; translation is not available yet"})
 		return
 	}
+	// The lease is held until this handler returns — after the whole
+	// stream — and released exactly once, however the request ends.
+	lease, err := tier.Admit(r.Context())
+	if err != nil {
+		h.upstreamFailed(w, envOpenAI, err, rec)
+		return
+	}
+	defer lease.Release()
 	upBody, clamp := tier.PrepareOpenAI(req)
 	if clamp != nil {
 		setClampHeaders(w.Header(), clamp)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
@@ -41,6 +42,8 @@ type Options struct {
 
 // Handler serves the router's HTTP API. Create it with New.
 type Handler struct {
+	mgmt       chan struct{}
+	mutation   sync.Mutex
 	backends   *backends.Set
 	token      policy.Token
 	log        *slog.Logger
@@ -72,6 +75,7 @@ func New(opts Options) *Handler {
 		n = DefaultMaxConcurrency
 	}
 	h.slots = make(chan struct{}, n)
+	h.mgmt = make(chan struct{}, managementSlots)
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
 		"dialects": []string{"openai"},
@@ -125,12 +129,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 	default:
 		rec.principal = unrestricted
 	}
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		writeError(w, envelopeFor(path), errBusy)
-		return
+	// Management has its own small pool: an operator must be able to
+	// quiesce a tier while the data plane is saturated.
+	if path != "/v1/admin/transition" {
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		default:
+			writeError(w, envelopeFor(path), errBusy)
+			return
+		}
 	}
 	// On the local API door the token is the only credential, so it is
 	// required even if (misconfigured) it were not set.
@@ -157,6 +165,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		} else {
 			writeJSON(w, http.StatusOK, modelsJSON(h.backends, rec.principal.MayUseModel))
 		}
+	case "/v1/admin/transition":
+		h.transition(w, r, rec)
 	case "/health", "/healthz":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")

@@ -66,6 +66,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer set.CloseIdle()
+	set.Start(ctx)
 	ln, err := tsrouter.ListenLoopback(*listen)
 	if err != nil {
 		return fmt.Errorf("%w (is another demo running? try --listen 127.0.0.1:8001)", err)

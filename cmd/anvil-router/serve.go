@@ -100,6 +100,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	defer set.CloseIdle()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	set.Start(ctx)
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -132,6 +133,11 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 	}
 	if err := set.ResolveModels(context.Background(), log); err != nil {
 		return nil, nil, err
+	}
+	if p := cfg.Server.AdmissionStatePath; p != "" {
+		if err := set.PersistIntent(p, log); err != nil {
+			return nil, nil, err
+		}
 	}
 	h := tsrouter.New(tsrouter.Options{
 		Backends:       set,

@@ -21,6 +21,8 @@ const (
 	DefaultAudioMaxOutputBytes       = 4 << 20
 	DefaultAudioMaxTextChars         = 16384
 	DefaultAudioMaxConcurrency       = 4
+	DefaultQueueTimeout              = 30 * time.Second
+	DefaultMaxQueue                  = 256
 )
 
 var (
@@ -31,6 +33,7 @@ var (
 		"availability_probe_max_bytes", "purpose_models", "audio_routes",
 		"audio_max_input_bytes", "audio_max_output_bytes",
 		"audio_max_text_chars", "audio_max_concurrency",
+		"availability_probe_background", "queue_timeout",
 	}
 )
 
@@ -153,6 +156,11 @@ func parseRouter(t table) Router {
 		AudioMaxOutputBytes:       t.intIn("audio_max_output_bytes", 1024, 32<<20, DefaultAudioMaxOutputBytes),
 		AudioMaxTextChars:         t.intIn("audio_max_text_chars", 1024, 32<<20, DefaultAudioMaxTextChars),
 		AudioMaxConcurrency:       t.intIn("audio_max_concurrency", 1, 16, DefaultAudioMaxConcurrency),
+		ProbeInBackground:         true,
+		QueueTimeout:              t.seconds("queue_timeout", DefaultQueueTimeout, false),
+	}
+	if v, ok := t.boolean("availability_probe_background"); ok {
+		r.ProbeInBackground = v
 	}
 
 	// Tier, purpose-model and audio-route ids share one namespace.

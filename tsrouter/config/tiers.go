@@ -10,7 +10,7 @@ var (
 	tierKeys = []string{
 		"id", "base_url", "dialect", "context_limit", "privacy", "tool_support",
 		"auth_env", "model", "extra_body", "extra_body_defaults", "engine",
-		"quantization", "params", "timeout", "max_concurrency",
+		"quantization", "params", "timeout", "max_concurrency", "max_queue",
 		"max_output_tokens", "health_path", "model_identity",
 	}
 	// requiredTierKeys are demanded even where they carry no information
@@ -114,6 +114,10 @@ func parseTier(t table, ids map[string]keyPath) (tier Tier, idOK bool) {
 	tier.Params = t.jsonTable("params")
 	tier.Timeout = t.seconds("timeout", 0, false)
 	tier.MaxConcurrency = t.positiveInt("max_concurrency")
+	tier.MaxQueue = t.positiveInt("max_queue")
+	if tier.MaxQueue > 0 && tier.MaxConcurrency == 0 {
+		t.c.report(t.path.key("max_queue"), "needs max_concurrency: without a concurrency cap nothing queues")
+	}
 	if n := t.positiveInt("max_output_tokens"); n > 0 {
 		if tier.ContextLimit > 0 && n > tier.ContextLimit {
 			t.c.report(t.path.key("max_output_tokens"), "must be <= context_limit (%d), got %d", tier.ContextLimit, n)

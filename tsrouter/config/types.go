@@ -56,6 +56,14 @@ type Router struct {
 	AvailabilityProbeTimeout time.Duration
 	// AvailabilityProbeMaxBytes caps the identity /v1/models body (default 65536).
 	AvailabilityProbeMaxBytes int
+	// ProbeInBackground keeps every probed tier's readiness fresh on a
+	// timer, so no request pays for a probe (default true; the Python
+	// router probed only on demand).
+	ProbeInBackground bool
+	// QueueTimeout bounds how long a request waits for a tier's
+	// max_concurrency slot before it gets the exhaustion status
+	// (default 30s).
+	QueueTimeout time.Duration
 	// PurposeModels are the embedding and rerank serves.
 	PurposeModels []PurposeModel
 	// AudioRoutes are the speech-to-text and text-to-speech serves.
@@ -103,6 +111,10 @@ type Tier struct {
 	Timeout time.Duration
 	// MaxConcurrency caps in-flight requests to this tier (0 = no cap).
 	MaxConcurrency int
+	// MaxQueue bounds how many requests may wait for a slot when
+	// MaxConcurrency is reached (0 = DefaultMaxQueue); past it requests get
+	// the exhaustion status at once.
+	MaxQueue int
 	// MaxOutputTokens is the completion ceiling (0 = none).
 	MaxOutputTokens int
 	// HealthPath enables readiness probing ("" = always available).
