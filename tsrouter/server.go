@@ -38,6 +38,8 @@ type Options struct {
 	// MaxConcurrency caps requests in flight across the data plane; excess
 	// requests get 503 server_busy at once rather than queueing (default 64).
 	MaxConcurrency int
+	// Version is reported by /v1/router/status.
+	Version string
 }
 
 // Handler serves the router's HTTP API. Create it with New.
@@ -51,10 +53,16 @@ type Handler struct {
 	slots      chan struct{}
 	healthBody []byte
 	modelsBody []byte
+	version    string
+	started    time.Time
+	configHash string
 }
 
-// routes lists the paths this router serves, for /healthz and 404 decisions.
-var routes = []string{"/v1/chat/completions"}
+// routes lists the paths /healthz advertises.
+var routes = []string{
+	"/v1/chat/completions", "/v1/health/tiers", "/v1/models/capabilities", "/v1/models/capacity",
+	"/v1/models/fingerprints", "/v1/router/status",
+}
 
 // New returns the handler.
 func New(opts Options) *Handler {
@@ -63,7 +71,13 @@ func New(opts Options) *Handler {
 		token:    opts.Token,
 		log:      opts.Logger,
 		maxBody:  opts.MaxBodyBytes,
+		version:  opts.Version,
+		started:  time.Now(),
 	}
+	if h.version == "" {
+		h.version = "dev"
+	}
+	h.configHash = opts.Backends.ConfigHash()
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -83,6 +97,15 @@ func New(opts Options) *Handler {
 	})
 	h.modelsBody = modelsJSON(opts.Backends, nil)
 	return h
+}
+
+// metadataRoutes are the read-only lifecycle views.
+var metadataRoutes = map[string]func(*Handler, http.ResponseWriter, *http.Request){
+	"/v1/models/capabilities": (*Handler).capabilities,
+	"/v1/models/fingerprints": (*Handler).fingerprints,
+	"/v1/models/capacity":     (*Handler).capacity,
+	"/v1/health/tiers":        (*Handler).healthTiers,
+	"/v1/router/status":       (*Handler).routerStatus,
 }
 
 // ServeHTTP serves the dev listener: loopback only, no tailnet identity,
@@ -167,6 +190,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 	case "/v1/admin/transition":
 		h.transition(w, r, rec)
+	case "/v1/models/capabilities", "/v1/models/fingerprints", "/v1/models/capacity", "/v1/health/tiers", "/v1/router/status":
+		if !isGet(r.Method) {
+			allow(w, envGeneric, "GET")
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		metadataRoutes[path](h, w, r)
 	case "/health", "/healthz":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")

@@ -145,6 +145,7 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		Logger:         log,
 		MaxBodyBytes:   lim.maxBodyBytes,
 		MaxConcurrency: lim.maxConcurrency,
+		Version:        versionString(),
 	})
 	return h, set, nil
 }
