@@ -21,10 +21,15 @@ var (
 	ErrBadReason    = errors.New("reason must be 1-128 characters of letters, digits, '-', '_' or '.'")
 	ErrBadTimeout   = errors.New("timeout must be a finite number of seconds > 0")
 	reasonPattern   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	errQueueFull    = unavailable("tier queue full")
-	errQueueTimeout = unavailable("queue timeout waiting for a tier slot")
-	errQuiesced     = unavailable("tier quiesced")
+	errQueueFull    = withReason(unavailable("tier queue full"), "queue_full")
+	errQueueTimeout = withReason(unavailable("queue timeout waiting for a tier slot"), "queue_timeout")
+	errQuiesced     = withReason(unavailable("tier quiesced"), "quiesced")
 )
+
+func withReason(e *Error, reason string) *Error {
+	e.Reason = reason
+	return e
+}
 
 // admission is one tier's gate: quiesce state, the active-request count
 // that drain waits on, and the optional concurrency cap with its bounded
@@ -87,7 +92,7 @@ func (l *Lease) Release() {
 func (t *Tier) Admit(ctx context.Context) (*Lease, error) {
 	if t.prober != nil {
 		if r := t.prober.check(); !r.Available {
-			return nil, unavailable("tier not ready: " + r.Reason)
+			return nil, withReason(unavailable("tier not ready: "+r.Reason), "unavailable")
 		}
 	}
 	a := t.adm

@@ -153,3 +153,49 @@ func TestUpstreamRejectionMessages(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkAdmit is the admission cost on the request path: a readiness
+// check served from the probe cache, the quiesce gate, a concurrency slot
+// and the lease release.
+func BenchmarkAdmit(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	toml := `
+[router]
+availability_probe_interval = 3600
+availability_probe_background = false
+[[router.tiers]]
+id = "t"
+base_url = "` + srv.URL + `"
+dialect = "openai"
+context_limit = 4096
+privacy = "local"
+tool_support = true
+auth_env = "T_KEY"
+model = "m"
+health_path = "/health"
+max_concurrency = 64
+[router.model_routes]
+chat = "t"
+`
+	cfg, err := config.Parse("t.toml", []byte(toml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tier, _ := set.Lookup("chat")
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l, err := tier.Admit(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Release()
+		}
+	})
+}

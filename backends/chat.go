@@ -152,3 +152,27 @@ func (t *Tier) OverContext(req *jsonobj.Object) bool {
 	}
 	return max(words, size/4) > t.ContextLimit
 }
+
+// ParseUsage reads prompt and completion token counts from an OpenAI usage
+// object (zeros for anything missing or malformed).
+func ParseUsage(raw []byte) (prompt, completion int) {
+	if len(raw) == 0 {
+		return 0, 0
+	}
+	var u struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	}
+	if json.Unmarshal(raw, &u) != nil {
+		return 0, 0
+	}
+	return u.PromptTokens, u.CompletionTokens
+}
+
+// ReplyUsage reads the usage of a non-streaming OpenAI reply.
+func ReplyUsage(body []byte) (prompt, completion int) {
+	if s, e, ok := jsonobj.Find(body, "usage"); ok {
+		return ParseUsage(body[s:e])
+	}
+	return 0, 0
+}

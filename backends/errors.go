@@ -42,6 +42,9 @@ type Error struct {
 	Detail string
 	// RetryAfter is the serve's Retry-After value, if any and well-formed.
 	RetryAfter string
+	// Reason is a fixed token for the decision log when the router itself
+	// refused (quiesced, unavailable, queue_full, queue_timeout).
+	Reason string
 }
 
 func (e *Error) Error() string {

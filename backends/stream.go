@@ -32,7 +32,19 @@ type Stream struct {
 	// Finished is set once a chunk carried a finish_reason: the answer is
 	// complete even if the serve then fails to send [DONE].
 	Finished bool
+	// usage is the last usage object the serve reported.
+	usage []byte
+	// waited is the time spent blocked on the serve after the first event.
+	waited time.Duration
 }
+
+// Usage returns the token counts of the serve's last usage report (zeros
+// when it sent none).
+func (s *Stream) Usage() (prompt, completion int) { return ParseUsage(s.usage) }
+
+// Waited is how long the relay waited on the serve after the first event:
+// with the time to that event, the serve's share of a stream.
+func (s *Stream) Waited() time.Duration { return s.waited }
 
 // OpenStream sends a streaming request and reads up to the first data
 // event. A serve that fails before that — refused, silent, non-2xx, or an
@@ -142,7 +154,10 @@ func (s *Stream) Next() (event, data []byte, err error) {
 		// Read, scanned and checked by OpenStream.
 		s.first = false
 	} else {
-		if err := s.read(); err != nil {
+		start := time.Now()
+		err := s.read()
+		s.waited += time.Since(start)
+		if err != nil {
 			if err != io.EOF {
 				return nil, nil, err
 			}
@@ -169,17 +184,21 @@ func (s *Stream) Next() (event, data []byte, err error) {
 			s.Finished = hasFinishReason(s.data[c.Start:c.End])
 		}
 	}
+	if u := s.spans[keyUsage]; u.Found() && s.data[u.Start] == '{' {
+		s.usage = append(s.usage[:0], s.data[u.Start:u.End]...)
+	}
 	return s.ev, s.data, nil
 }
 
 // The top-level members the relay looks at in every event.
-var eventKeys = [...]string{"model", "error", "object", "choices"}
+var eventKeys = [...]string{"model", "error", "object", "choices", "usage"}
 
 const (
 	keyModel = iota
 	keyError
 	keyObject
 	keyChoices
+	keyUsage
 )
 
 // scan checks the current event's payload and indexes its members.

@@ -41,8 +41,20 @@ type record struct {
 	// quiet marks liveness probes, logged at debug level only.
 	quiet bool
 	// upstream is the time spent waiting for the serve before the
-	// response started (headers, first event or whole reply).
-	upstream time.Duration
+	// response started (headers, first event or whole reply); upstreamAll
+	// adds the waits for the rest of a stream.
+	upstream    time.Duration
+	upstreamAll time.Duration
+	// ttft is when the first event reached the caller (streams only).
+	ttft time.Duration
+
+	// Correlation ids (sanitized) for the decision log.
+	requestID, workbenchRunID, taskID string
+	// The decision: why the request was (not) served, and its outcome
+	// ("served", "skipped", "error"), for chat requests with a known alias.
+	reason, outcome          string
+	promptTokens, compTokens int
+	requestBytes             int
 }
 
 // recorder captures the status and size of a response for the audit line.

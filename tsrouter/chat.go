@@ -21,7 +21,10 @@ var (
 
 // chat serves POST /v1/chat/completions for OpenAI-dialect tiers: the body
 // is relayed as sent, with only the fields the router owns edited.
-func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
+func (h *Handler) chat(w *recorder, r *http.Request, rec *record) {
+	h.metrics.InFlight(1)
+	defer h.metrics.InFlight(-1)
+	defer h.recordChat(w, rec)
 	body, aerr := h.readBody(r)
 	if aerr != nil {
 		writeError(w, envOpenAI, aerr)
@@ -54,17 +57,24 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 		return
 	}
 	rec.tier = tier.ID
+	rec.requestBytes = len(body)
+	// Until the serve reports usage, the prompt is estimated as the
+	// Python router did, from the size of the messages.
+	rec.promptTokens = len(req.Get("messages")) / 4
 	if !tier.ToolSupport && backends.HasToolStructure(req) {
+		rec.decide("tools_unsupported", "skipped")
 		rec.detail = "tools requested on a tier without tool support"
 		writeError(w, envOpenAI, errExhausted(h.backends.ExhaustionStatus, ""))
 		return
 	}
 	if tier.OverContext(req) {
+		rec.decide("over_context", "skipped")
 		rec.detail = "prompt exceeds the tier's context window"
 		writeError(w, envOpenAI, errOverContext)
 		return
 	}
 	if tier.Dialect != "openai" {
+		rec.decide("dialect_unsupported", "skipped")
 		rec.detail = "cross-dialect translation is not available in this build"
 		writeError(w, envOpenAI, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; translation is not available yet"})
 		return
@@ -78,11 +88,13 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 	}
 	defer lease.Release()
 	upBody, clamp := tier.PrepareOpenAI(req)
+	served := "served"
 	if clamp != nil {
 		setClampHeaders(w.Header(), clamp)
+		served = "served_output_clamped"
 	}
 	if stream {
-		h.relayStream(w, r, tier, upBody, modelJSON, rec)
+		h.relayStream(w, r, tier, upBody, modelJSON, rec, served)
 		return
 	}
 	up := time.Now()
@@ -96,6 +108,10 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 		h.upstreamFailed(w, envOpenAI, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
 		return
 	}
+	if p, c := backends.ReplyUsage(reply.Body); p+c > 0 {
+		rec.promptTokens, rec.compTokens = p, c
+	}
+	rec.decide(served, "served")
 	out := backends.RewriteModel(reply.Body, modelJSON)
 	setOverhead(w.Header(), rec)
 	writeJSON(w, http.StatusOK, out)
@@ -104,7 +120,7 @@ func (h *Handler) chat(w http.ResponseWriter, r *http.Request, rec *record) {
 // relayStream commits 200 only after the serve has produced its first event,
 // then relays event by event. A break after that ends with one error frame
 // and no [DONE].
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, rec *record) {
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, rec *record, served string) {
 	up := time.Now()
 	s, err := tier.OpenStream(r.Context(), body)
 	rec.upstream = time.Since(up)
@@ -113,6 +129,13 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 		return
 	}
 	defer s.Close()
+	rec.ttft = time.Since(rec.start)
+	defer func() {
+		rec.upstreamAll = rec.upstream + s.Waited()
+		if p, c := s.Usage(); p+c > 0 {
+			rec.promptTokens, rec.compTokens = p, c
+		}
+	}()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -126,11 +149,14 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 	case err == nil:
 		w.Write(sseDone)
 		f.Flush()
+		rec.decide(served, "served")
 	case errors.Is(err, backends.ErrClientGone):
+		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected; upstream cancelled"
 	default:
 		w.Write(streamErrorFrame(envOpenAI))
 		f.Flush()
+		rec.decide("backend_error_interrupted", "error")
 		rec.detail = "stream interrupted: " + err.Error()
 	}
 }
@@ -138,9 +164,15 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 // upstreamFailed answers a failure that happened before anything was sent.
 func (h *Handler) upstreamFailed(w http.ResponseWriter, env envelope, err error, rec *record) {
 	if errors.Is(err, backends.ErrClientGone) {
+		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected before the serve answered"
 		return
 	}
+	reason, outcome := failureReason(err), "error"
+	if be, ok := err.(*backends.Error); ok && be.Reason != "" {
+		reason, outcome = be.Reason, "skipped"
+	}
+	rec.decide(reason, outcome)
 	rec.detail = "upstream: " + err.Error()
 	writeError(w, env, fromUpstream(err, h.backends.ExhaustionStatus))
 }

@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
 // Defaults of the process-level limits (contract §1.8).
@@ -40,6 +42,8 @@ type Options struct {
 	MaxConcurrency int
 	// Version is reported by /v1/router/status.
 	Version string
+	// Recorder keeps the decision log; nil means an in-memory ring only.
+	Recorder *telemetry.Recorder
 }
 
 // Handler serves the router's HTTP API. Create it with New.
@@ -56,12 +60,14 @@ type Handler struct {
 	version    string
 	started    time.Time
 	configHash string
+	decisions  *telemetry.Recorder
+	metrics    *telemetry.Metrics
 }
 
 // routes lists the paths /healthz advertises.
 var routes = []string{
-	"/v1/chat/completions", "/v1/health/tiers", "/v1/models/capabilities", "/v1/models/capacity",
-	"/v1/models/fingerprints", "/v1/router/status",
+	"/metrics", "/v1/chat/completions", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
+	"/v1/models/capacity", "/v1/models/fingerprints", "/v1/requests/{request_id}", "/v1/router/status", "/v1/stats",
 }
 
 // New returns the handler.
@@ -78,6 +84,20 @@ func New(opts Options) *Handler {
 		h.version = "dev"
 	}
 	h.configHash = opts.Backends.ConfigHash()
+	h.decisions = opts.Recorder
+	if h.decisions == nil {
+		// Without a log path New cannot fail.
+		h.decisions, _ = telemetry.New(telemetry.Options{Aliases: aliasesOf(opts.Backends), Logger: h.log})
+	}
+	var tierIDs []string
+	for _, t := range opts.Backends.Tiers() {
+		tierIDs = append(tierIDs, t.ID)
+	}
+	m, err := telemetry.NewMetrics(h.decisions, telemetry.MetricsOptions{Tiers: tierIDs, TierGauges: h.tierGauges, Start: h.started})
+	if err != nil {
+		panic(err) // only a programming error (duplicate registration) gets here
+	}
+	h.metrics = m
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -135,6 +155,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		return
 	}
 	rec := &rw.rec
+	// Every response carries the request id the decision log keys on: the
+	// caller's own when it sent a usable one, else a generated one.
+	rec.requestID, rec.workbenchRunID, rec.taskID, _ = telemetry.Correlation(r.Header)
+	w.Header()[telemetry.HeaderRequestID] = []string{rec.requestID}
 	switch d {
 	case doorLocal:
 		// Without local_api the loopback listener is a health endpoint only.
@@ -177,7 +201,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 			allow(w, envOpenAI, "POST")
 			return
 		}
-		h.chat(w, r, rec)
+		h.chat(rw, r, rec)
 	case "/v1/models":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")
@@ -190,6 +214,26 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 	case "/v1/admin/transition":
 		h.transition(w, r, rec)
+	case "/v1/decisions", "/v1/stats":
+		if !isGet(r.Method) {
+			allow(w, envGeneric, "GET")
+			return
+		}
+		if !h.isAdmin(rec) {
+			h.denyAdmin(w, rec, path)
+			return
+		}
+		if path == "/v1/decisions" {
+			h.decisions.ServeDecisions(w, r)
+		} else {
+			h.decisions.ServeStats(w, r)
+		}
+	case "/metrics":
+		if !isGet(r.Method) {
+			allow(w, envGeneric, "GET")
+			return
+		}
+		h.serveMetrics(w, r)
 	case "/v1/models/capabilities", "/v1/models/fingerprints", "/v1/models/capacity", "/v1/health/tiers", "/v1/router/status":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")
@@ -204,8 +248,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 		writeJSON(w, http.StatusOK, h.healthBody)
 	default:
+		if id, ok := strings.CutPrefix(path, "/v1/requests/"); ok && isGet(r.Method) {
+			if !h.isAdmin(rec) {
+				h.denyAdmin(w, rec, path)
+				return
+			}
+			if dec, err := url.PathUnescape(id); err == nil && !strings.Contains(dec, "/") {
+				h.decisions.ServeRequest(w, r, dec)
+				return
+			}
+			h.decisions.ServeRequest(w, r, "")
+			return
+		}
 		writeError(w, envGeneric, errNoRoute(path))
 	}
+}
+
+// Close flushes the decision log.
+func (h *Handler) Close() error { return h.decisions.Close() }
+
+func aliasesOf(set *backends.Set) []string {
+	var out []string
+	for _, r := range set.Routes() {
+		out = append(out, r.Alias)
+	}
+	return out
 }
 
 func isGet(m string) bool { return m == http.MethodGet || m == http.MethodHead }

@@ -66,6 +66,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer set.CloseIdle()
+	defer h.Close()
 	set.Start(ctx)
 	ln, err := tsrouter.ListenLoopback(*listen)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
+	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
 // commonFlags are shared by every command that reads a config and logs.
@@ -98,6 +99,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	defer set.CloseIdle()
+	defer h.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
@@ -139,7 +141,12 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 			return nil, nil, err
 		}
 	}
+	decisions, err := telemetry.New(telemetry.Options{LogPath: cfg.Server.DecisionLogPath, Aliases: aliasesOf(cfg), Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
 	h := tsrouter.New(tsrouter.Options{
+		Recorder:       decisions,
 		Backends:       set,
 		Token:          token,
 		Logger:         log,
@@ -168,4 +175,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n%s", path, cfg.Summary())
 	return nil
+}
+
+func aliasesOf(cfg *config.Config) []string {
+	var out []string
+	for _, r := range cfg.Router.Routes {
+		out = append(out, r.Alias)
+	}
+	return out
 }
