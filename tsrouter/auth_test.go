@@ -10,11 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
-	"github.com/anvil-serving/anvil-router/policy"
-	"github.com/anvil-serving/anvil-router/tsrouter"
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 const routerToken = "rt-0123456789abcdef-secret"
@@ -81,17 +77,9 @@ func TestAuthMatrix(t *testing.T) {
 // and the serve's key appear nowhere.
 func TestTokenNeverLogged(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{Mode: fakeserve.ModeStatus500, APIKey: "serve-key-xyz"})
-	cfg, err := config.Parse("t.toml", []byte(oneTier(url, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "serve-key-xyz" }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs bytes.Buffer
-	h := tsrouter.New(tsrouter.Options{Backends: set, Token: policy.NewToken(routerToken),
-		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	h := newHandler(t, oneTier(url, ""), routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": "serve-key-xyz"}},
+		slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	for _, hdr := range [][]string{

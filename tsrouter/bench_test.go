@@ -30,7 +30,7 @@ func benchTargets(b *testing.B, opts fakeserve.Options) map[string]string {
 		b.Fatal(err)
 	}
 	b.Cleanup(stop)
-	router := startRouterB(b, oneTier(url, ""))
+	router := startRouter(b, oneTier(url, ""), routerOpts{})
 	return map[string]string{"direct": url, "router": router}
 }
 

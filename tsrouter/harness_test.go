@@ -26,9 +26,9 @@ type routerOpts struct {
 	env     map[string]string // tier auth_env values
 }
 
-// startRouter serves the router for a config on a real loopback socket and
-// returns its base URL.
-func startRouter(t *testing.T, toml string, o routerOpts) string {
+// newHandler builds the router's handler for a config; the serve keys
+// (tier auth_env values) come from o.env. log nil discards.
+func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsrouter.Handler {
 	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(toml))
 	if err != nil {
@@ -38,18 +38,29 @@ func startRouter(t *testing.T, toml string, o routerOpts) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	h := tsrouter.New(tsrouter.Options{
 		Backends:       set,
 		Token:          policy.NewToken(o.token),
-		Logger:         slog.New(slog.DiscardHandler),
+		Logger:         log,
 		MaxBodyBytes:   o.maxBody,
 		MaxConcurrency: o.slots,
 	})
-	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
-		srv.Close()
 		set.CloseIdle()
+		h.Close()
 	})
+	return h
+}
+
+// startRouter serves the router for a config on a real loopback socket and
+// returns its base URL.
+func startRouter(t testing.TB, toml string, o routerOpts) string {
+	t.Helper()
+	srv := httptest.NewServer(newHandler(t, toml, o, nil))
+	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
@@ -138,20 +149,4 @@ func within(t *testing.T, what string, d, max time.Duration) {
 	if d > max {
 		t.Errorf("%s took %v, want well under %v", what, d, max)
 	}
-}
-
-// startRouterB is startRouter for benchmarks.
-func startRouterB(b *testing.B, toml string) string {
-	b.Helper()
-	cfg, err := config.Parse("bench.toml", []byte(toml))
-	if err != nil {
-		b.Fatal(err)
-	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(tsrouter.New(tsrouter.Options{Backends: set, Logger: slog.New(slog.DiscardHandler)}))
-	b.Cleanup(func() { srv.Close(); set.CloseIdle() })
-	return srv.URL
 }

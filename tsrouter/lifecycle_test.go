@@ -166,22 +166,7 @@ func TestQuiesceDrainReadmit(t *testing.T) {
 		t.Errorf("drain before quiesce: %d, want 400", s)
 	}
 
-	stream := func() <-chan string {
-		out := make(chan string, 1)
-		first := make(chan struct{})
-		go func() {
-			resp := post(t, context.Background(), base+"/v1/chat/completions", `{"model":"chat","stream":true}`, "Authorization", "Bearer "+routerToken)
-			rd := bufio.NewReader(resp.Body)
-			line, _ := rd.ReadString('\n')
-			close(first)
-			rest, _ := io.ReadAll(rd)
-			resp.Body.Close()
-			out <- line + string(rest)
-		}()
-		<-first
-		return out
-	}
-	inflight := stream()
+	inflight := startStream(t, base)
 	if s, out := admin(t, base, `{"action":"quiesce","tier_id":"local-a","confirm":true,"dry_run":false,"reason":"operator"}`); s != 200 || out["applied"] != true {
 		t.Fatalf("quiesce: %d %v", s, out)
 	}
@@ -211,7 +196,7 @@ func TestQuiesceDrainReadmit(t *testing.T) {
 	// A drain that cannot finish times out, state unchanged.
 	_, url2 := startFake(t, fakeserve.Options{Deltas: deltas, Pace: 200 * time.Millisecond})
 	base2 := startRouter(t, oneTier(url2, ""), routerOpts{token: routerToken})
-	inflight = stream2(t, base2)
+	inflight = startStream(t, base2)
 	admin(t, base2, `{"action":"quiesce","tier_id":"local-a","confirm":true,"dry_run":false}`)
 	start = time.Now()
 	s, out = admin(t, base2, `{"action":"drain","tier_id":"local-a","timeout":0.2}`)
@@ -233,7 +218,9 @@ func TestQuiesceDrainReadmit(t *testing.T) {
 	}
 }
 
-func stream2(t *testing.T, base string) <-chan string {
+// startStream starts a streamed chat, returns once its first line has
+// arrived, and delivers the whole body when the stream ends.
+func startStream(t *testing.T, base string) <-chan string {
 	out := make(chan string, 1)
 	first := make(chan struct{})
 	go func() {

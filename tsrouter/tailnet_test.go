@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter"
@@ -164,13 +163,9 @@ func (tn *testTailnet) routerHandler(t testing.TB, toml, token string) routerUnd
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	h := tsrouter.New(tsrouter.Options{Backends: set, Token: policy.NewToken(token), Logger: log})
+	h := newHandler(t, toml, routerOpts{token: token}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	node, err := tsrouter.StartNode(t.Context(), tsrouter.NodeOptions{
 		Hostname:      cfg.Tailnet.Hostname,
@@ -200,7 +195,6 @@ func (tn *testTailnet) routerHandler(t testing.TB, toml, token string) routerUnd
 			t.Errorf("Serve: %v", err)
 		}
 		node.Close()
-		set.CloseIdle()
 	})
 	return routerUnderTest{logs: logs, h: h, node: node}
 }
@@ -447,12 +441,7 @@ func TestLocalListener(t *testing.T) {
 // The WhoIs seam: every failure to identify a tailnet caller is a 403.
 func TestTailnetDoorFailsClosed(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{})
-	cfg, err := config.Parse("t.toml", []byte(oneTier(url, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
-	h := tsrouter.New(tsrouter.Options{Backends: set, Logger: slog.New(slog.DiscardHandler)})
+	h := newHandler(t, oneTier(url, ""), routerOpts{}, nil)
 	tests := []struct {
 		name  string
 		whois tsrouter.WhoIsFunc
@@ -479,12 +468,7 @@ func TestTailnetDoorFailsClosed(t *testing.T) {
 // too, WhoIs failures never cached, and a change applies after the TTL.
 func TestIdentityCache(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{})
-	cfg, err := config.Parse("t.toml", []byte(oneTier(url, "")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, _ := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
-	h := tsrouter.New(tsrouter.Options{Backends: set, Logger: slog.New(slog.DiscardHandler)})
+	h := newHandler(t, oneTier(url, ""), routerOpts{}, nil)
 
 	var mu sync.Mutex
 	calls := 0
