@@ -47,14 +47,33 @@ func Parse(doc []byte) (*Object, error) {
 }
 
 func (o *Object) parse() error {
-	b := o.Doc
+	return walk(o.Doc, func(quotedKey []byte, start, end, memberStart int) bool {
+		o.Fields = append(o.Fields, Field{Key: unquoteKey(quotedKey), Start: start, End: end, Value: o.Doc[start:end], memberStart: memberStart, memberEnd: end})
+		return false
+	}, func() error {
+		last := o.Fields[len(o.Fields)-1].Key
+		for _, f := range o.Fields[:len(o.Fields)-1] {
+			if f.Key == last {
+				return ErrDuplicateKey
+			}
+		}
+		return nil
+	})
+}
+
+// walk scans the top level of the object in doc, calling member for each
+// `"key": value` (the quoted key and the value's span) until it returns
+// true, and after each member check (if non-nil), whose error ends the
+// walk. It reports malformed structure and trailing bytes after the
+// object; values are delimited, not parsed.
+func walk(b []byte, member func(quotedKey []byte, start, end, memberStart int) (stop bool), check func() error) error {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return ErrNotObject
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return nil
+		return trailing(b, i+1)
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
@@ -65,7 +84,7 @@ func (o *Object) parse() error {
 		if err != nil {
 			return err
 		}
-		key := unquoteKey(b[i:keyEnd])
+		key := b[i:keyEnd]
 		i = skipSpace(b, keyEnd)
 		if i >= len(b) || b[i] != ':' {
 			return errMalformed
@@ -75,18 +94,20 @@ func (o *Object) parse() error {
 		if err != nil {
 			return err
 		}
-		for _, f := range o.Fields {
-			if f.Key == key {
-				return ErrDuplicateKey
+		if member(key, i, end, memberStart) {
+			return nil
+		}
+		if check != nil {
+			if err := check(); err != nil {
+				return err
 			}
 		}
-		o.Fields = append(o.Fields, Field{Key: key, Start: i, End: end, Value: b[i:end], memberStart: memberStart, memberEnd: end})
 		i = skipSpace(b, end)
 		if i >= len(b) {
 			return errMalformed
 		}
 		if b[i] == '}' {
-			return nil
+			return trailing(b, i+1)
 		}
 		if b[i] != ',' {
 			return errMalformed
@@ -120,37 +141,14 @@ func (o *Object) field(key string) *Field {
 // doc must be a valid JSON object; ok is false if the key is absent or doc
 // is not an object.
 func Find(doc []byte, key string) (start, end int, ok bool) {
-	b := doc
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return 0, 0, false
-	}
-	i = skipSpace(b, i+1)
-	for i < len(b) && b[i] == '"' {
-		keyEnd, err := skipString(b, i)
-		if err != nil {
-			return 0, 0, false
+	walk(doc, func(k []byte, s, e, _ int) bool {
+		if keyEquals(k, key) {
+			start, end, ok = s, e, true
+			return true
 		}
-		match := keyEquals(b[i:keyEnd], key)
-		i = skipSpace(b, keyEnd)
-		if i >= len(b) || b[i] != ':' {
-			return 0, 0, false
-		}
-		i = skipSpace(b, i+1)
-		end, err := skipValue(b, i)
-		if err != nil {
-			return 0, 0, false
-		}
-		if match {
-			return i, end, true
-		}
-		i = skipSpace(b, end)
-		if i >= len(b) || b[i] != ',' {
-			return 0, 0, false
-		}
-		i = skipSpace(b, i+1)
-	}
-	return 0, 0, false
+		return false
+	}, nil)
+	return start, end, ok
 }
 
 // Edit is a set of top-level changes applied in one pass by Apply.
@@ -384,50 +382,14 @@ func Members(doc []byte, keys []string, spans []Span) error {
 	for i := range spans {
 		spans[i] = Span{-1, -1}
 	}
-	b := doc
-	i := skipSpace(b, 0)
-	if i >= len(b) || b[i] != '{' {
-		return ErrNotObject
-	}
-	i = skipSpace(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return trailing(b, i+1)
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return errMalformed
-		}
-		keyEnd, err := skipString(b, i)
-		if err != nil {
-			return err
-		}
-		k := b[i:keyEnd]
-		i = skipSpace(b, keyEnd)
-		if i >= len(b) || b[i] != ':' {
-			return errMalformed
-		}
-		i = skipSpace(b, i+1)
-		end, err := skipValue(b, i)
-		if err != nil {
-			return err
-		}
+	return walk(doc, func(k []byte, start, end, _ int) bool {
 		for j, key := range keys {
 			if spans[j].Start < 0 && keyEquals(k, key) {
-				spans[j] = Span{i, end}
+				spans[j] = Span{start, end}
 			}
 		}
-		i = skipSpace(b, end)
-		if i >= len(b) {
-			return errMalformed
-		}
-		if b[i] == '}' {
-			return trailing(b, i+1)
-		}
-		if b[i] != ',' {
-			return errMalformed
-		}
-		i = skipSpace(b, i+1)
-	}
+		return false
+	}, nil)
 }
 
 func trailing(b []byte, i int) error {
