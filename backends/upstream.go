@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -91,9 +92,9 @@ func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange
 func transportReason(err error) string {
 	s := err.Error()
 	switch {
-	case strings.Contains(s, "connection refused"):
+	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case strings.Contains(s, "connection reset"):
+	case errors.Is(err, syscall.ECONNRESET):
 		return "connection reset"
 	case strings.Contains(s, "EOF"):
 		return "connection closed before response"
