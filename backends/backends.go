@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -31,6 +32,7 @@ type Set struct {
 	client           *http.Client
 	probeInterval    time.Duration
 	probeBackground  bool
+	purposes         []*Purpose
 }
 
 // Tier is one chat serve, ready to receive requests.
@@ -65,6 +67,8 @@ type Options struct {
 	LookupEnv func(string) string
 	// MaxIdleConnsPerHost bounds pooled keep-alive connections per serve.
 	MaxIdleConnsPerHost int
+	// Logger receives start-up warnings (skipped purpose models).
+	Logger *slog.Logger
 }
 
 // New builds the routable set from a validated config.
@@ -107,6 +111,10 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 		s.tiers = append(s.tiers, t)
 		byID[t.ID] = t
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s.newPurposes(cfg, opts.LookupEnv, opts.Logger)
 	for _, r := range cfg.Router.Routes {
 		t := byID[r.TierID]
 		if t == nil {

@@ -35,14 +35,28 @@ type exchange struct {
 	once    sync.Once
 }
 
-// open sends body to the tier's chat endpoint and returns once the serve
-// has answered with headers. Failures before that are classified here.
+// endpoint is one upstream URL with what calling it needs.
+type endpoint struct {
+	url       string
+	authValue string // "Bearer <token>" or ""
+	timeout   time.Duration
+	client    *http.Client
+	prober    *prober // marked down on a refused connection; may be nil
+}
+
+// open sends body to the tier's chat endpoint.
 func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
+	return endpoint{url: t.chatURL, authValue: t.authValue, timeout: t.timeout, client: t.client, prober: t.prober}.open(parent, body, stream)
+}
+
+// open posts body and returns once the serve has answered with headers.
+// Failures before that are classified here.
+func (t endpoint) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	x := &exchange{ctx: ctx, cancel: cancel, timeout: t.timeout}
 	x.timer = time.AfterFunc(t.timeout, func() { cancel(errIdle) })
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.chatURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
 	if err != nil {
 		x.Close()
 		return nil, failed("building upstream request: " + err.Error())
@@ -157,6 +171,10 @@ type Reply struct {
 // Complete sends a non-streaming request and returns the serve's whole
 // reply body, untouched.
 func (t *Tier) Complete(ctx context.Context, body []byte) (*Reply, error) {
+	return endpoint{url: t.chatURL, authValue: t.authValue, timeout: t.timeout, client: t.client, prober: t.prober}.complete(ctx, body)
+}
+
+func (t endpoint) complete(ctx context.Context, body []byte) (*Reply, error) {
 	x, err := t.open(ctx, body, false)
 	if err != nil {
 		return nil, err

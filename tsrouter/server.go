@@ -110,10 +110,16 @@ func New(opts Options) *Handler {
 	}
 	h.slots = make(chan struct{}, n)
 	h.mgmt = make(chan struct{}, managementSlots)
+	served := slices.Clone(routes)
+	for path, kind := range purposePaths {
+		if len(opts.Backends.PurposeModels(kind)) > 0 {
+			served = append(served, path)
+		}
+	}
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
 		"dialects": []string{"openai"},
-		"routes":   slices.Sorted(slices.Values(routes)),
+		"routes":   slices.Sorted(slices.Values(served)),
 	})
 	h.modelsBody = modelsJSON(opts.Backends, nil)
 	return h
@@ -214,6 +220,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 	case "/v1/admin/transition":
 		h.transition(w, r, rec)
+	case "/v1/embeddings", "/v1/rerank":
+		if r.Method != http.MethodPost {
+			allow(w, envGeneric, "POST")
+			return
+		}
+		h.purpose(rw, r, rec, purposePaths[path])
 	case "/v1/decisions", "/v1/stats":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")

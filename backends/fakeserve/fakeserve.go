@@ -367,6 +367,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.serveChat(w, r)
+	case "/v1/embeddings":
+		s.servePurpose(w, r, "embeddings")
+	case "/v1/rerank":
+		s.servePurpose(w, r, "rerank")
 	case "/health":
 		if !isGet(r) {
 			methodNotAllowed(w, http.MethodGet)

@@ -1,0 +1,72 @@
+package backends
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
+)
+
+// Purpose is an embedding or rerank serve ([[router.purpose_models]]):
+// requests are relayed verbatim to its /embeddings or /rerank.
+type Purpose struct {
+	config.PurposeModel
+	ep endpoint
+}
+
+// purposeKinds maps a kind to its upstream path.
+var purposeKinds = map[string]string{"embedding": "/embeddings", "rerank": "/rerank"}
+
+// newPurposes builds the purpose serves. An entry whose auth_env is set
+// but not resolvable is skipped with a warning (the others still serve),
+// as before.
+func (s *Set) newPurposes(cfg *config.Config, lookup func(string) string, log *slog.Logger) {
+	for _, pm := range cfg.Router.PurposeModels {
+		auth := ""
+		if pm.AuthEnv != "" {
+			v := strings.TrimSpace(lookup(pm.AuthEnv))
+			if v == "" {
+				log.Warn("purpose model skipped: its auth_env is not set", "id", pm.ID, "auth_env", pm.AuthEnv)
+				continue
+			}
+			auth = "Bearer " + v
+		}
+		timeout := pm.Timeout
+		if timeout <= 0 {
+			timeout = cfg.Router.RelayTimeout
+		}
+		s.purposes = append(s.purposes, &Purpose{PurposeModel: pm, ep: endpoint{
+			url:       strings.TrimRight(pm.BaseURL, "/") + purposeKinds[pm.Kind],
+			authValue: auth,
+			timeout:   timeout,
+			client:    s.client,
+		}})
+	}
+}
+
+// Purpose finds the serve for (kind, model); model matches exactly.
+func (s *Set) Purpose(kind, model string) (*Purpose, bool) {
+	for _, p := range s.purposes {
+		if p.Kind == kind && p.Model == model {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// PurposeModels lists the configured model names of a kind.
+func (s *Set) PurposeModels(kind string) []string {
+	var out []string
+	for _, p := range s.purposes {
+		if p.Kind == kind {
+			out = append(out, p.Model)
+		}
+	}
+	return out
+}
+
+// Relay posts body to the serve as sent and returns its reply.
+func (p *Purpose) Relay(ctx context.Context, body []byte) (*Reply, error) {
+	return p.ep.complete(ctx, body)
+}
