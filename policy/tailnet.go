@@ -70,6 +70,11 @@ type Principal struct {
 	Admin bool
 	// RPM is the most generous grant limit; 0 means unlimited.
 	RPM int
+	// Key is the API key the request authenticated with, nil if none. Set
+	// it with ApplyKey: a restricted key then also bounds MayUseModel.
+	Key *APIKey
+	// tierOf maps an alias to its tier id for Key's allowed_backends.
+	tierOf func(alias string) string
 }
 
 // Unrestricted is the principal of a listener that has no identity: it
@@ -163,8 +168,19 @@ func allowListed(rules TailnetRules, id *Identity) bool {
 	return id.User != "" && id.User != TaggedDevices && slices.Contains(rules.AllowUsers, id.User)
 }
 
-// MayUseModel reports whether the principal may use a (normalized) alias.
+// MayUseModel reports whether the principal may use a (normalized) alias:
+// its grants cover the alias and, when a restricted API key was applied,
+// the key may use the alias's tier.
 func (p *Principal) MayUseModel(alias string) bool {
+	if k := p.Key; k != nil && k.Restricted() {
+		tier := ""
+		if p.tierOf != nil {
+			tier = p.tierOf(alias)
+		}
+		if !k.MayUseTier(tier) {
+			return false
+		}
+	}
 	if p.AllModels {
 		return true
 	}

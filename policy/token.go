@@ -2,7 +2,9 @@
 // I/O, no clocks it does not get passed, no globals. It checks the router
 // token of ADR-0004 and turns a tailnet identity (node, user, tags, grants)
 // plus the operator's rules into a Principal: which models the caller may
-// use, whether it is an admin, its rate limit.
+// use, whether it is an admin, its rate limit. API keys (apikeys.go,
+// keysfile.go) narrow that Principal per request (keyaccess.go), and
+// ratelimit.go enforces the limits.
 package policy
 
 import (
