@@ -48,6 +48,12 @@ var (
 	errModelUnknown = &apiError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
 )
 
+// errRateLimited is 429 with the seconds until the caller's bucket has a
+// request again.
+func errRateLimited(retryAfter int) *apiError {
+	return &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_exceeded", Message: "rate limit exceeded; retry after " + strconv.Itoa(retryAfter) + "s", RetryAfter: strconv.Itoa(retryAfter)}
+}
+
 // errModelForbidden names the model the caller's grant does not cover.
 func errModelForbidden(model string) *apiError {
 	return &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "model " + strconv.Quote(model) + " is not permitted for this caller"}

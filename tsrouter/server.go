@@ -62,6 +62,7 @@ type Handler struct {
 	configHash string
 	decisions  *telemetry.Recorder
 	metrics    *telemetry.Metrics
+	limiter    *policy.RateLimiter
 }
 
 // routes lists the paths /healthz advertises.
@@ -98,6 +99,7 @@ func New(opts Options) *Handler {
 		panic(err) // only a programming error (duplicate registration) gets here
 	}
 	h.metrics = m
+	h.limiter = policy.NewRateLimiter()
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -181,6 +183,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		rec.principal = p
 	default:
 		rec.principal = unrestricted
+	}
+	// Rate limits of the caller's grants (and, later, its key): enforced,
+	// not just parsed.
+	if lims := rec.principal.Limits(); lims[0].PerMinute > 0 || lims[1].PerMinute > 0 {
+		if ok, wait := h.limiter.AllowAll(lims[:], time.Now()); !ok {
+			rec.detail = "rate limited"
+			drainSmallBody(r, h.maxBody)
+			writeError(w, envelopeFor(path), errRateLimited(policy.RetryAfterSeconds(wait)))
+			return
+		}
 	}
 	// Management has its own small pool: an operator must be able to
 	// quiesce a tier while the data plane is saturated.

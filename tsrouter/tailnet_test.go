@@ -591,3 +591,58 @@ func TestNodeLogin(t *testing.T) {
 		t.Errorf("node up not logged:\n%s", logs2.String())
 	}
 }
+
+// TestTailnetRateLimit: a grant's rpm is enforced — at 60 rpm the 61st
+// request within the minute is refused with 429 and Retry-After, and a
+// request after the refill passes.
+func TestTailnetRateLimit(t *testing.T) {
+	tn := newTestTailnet(t)
+	_, url := startFake(t, fakeserve.Options{})
+	tn.router(t, routerConfig(url, "[tailnet]\nrequire_grant = true\n"), "")
+	c := tn.client(t, "mini", "tag:mini")
+	tn.control.SetGlobalAppCaps(tailcfg.PeerCapMap{testCap: {tailcfg.RawMessage(`{"models":["*"],"rpm":60}`)}})
+	// Denied until the grant arrives; denials do not draw from the bucket,
+	// so the first 200 is the bucket's first request.
+	ok := 0
+	for deadline := time.Now().Add(20 * time.Second); ok == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("grant never applied")
+		}
+		if status, _ := chatVia(t, c, "chat", false); status == 200 {
+			ok++
+		}
+	}
+	refused := 0
+	var last *http.Response
+	for i := 0; i < 70 && refused == 0; i++ {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://anvil/v1/chat/completions", strings.NewReader(`{"model":"chat"}`))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		switch resp.StatusCode {
+		case 200:
+			ok++
+		case 429:
+			refused++
+			last = resp
+			if decodeError(t, body).Error.Type != "rate_limit_exceeded" {
+				t.Errorf("429 body %s", body)
+			}
+		default:
+			t.Fatalf("status %d %s", resp.StatusCode, body)
+		}
+	}
+	// A token comes back every second, so a slow run may fit one more.
+	if refused != 1 || ok < 60 || ok > 62 {
+		t.Fatalf("ok=%d refused=%d: want the 60-request bucket to run out at about the 61st", ok, refused)
+	}
+	if ra := last.Header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After %q, want 1", ra)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if status, body := chatVia(t, c, "chat", false); status != 200 {
+		t.Errorf("after the refill: %d %s", status, body)
+	}
+}
