@@ -29,17 +29,26 @@ func errTransition(msg string) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Type: "invalid_transition", Message: msg}
 }
 
-// isAdmin: a tailnet grant with "admin": true, or the router token (which,
-// when configured, every request that got this far has presented).
-func (h *Handler) isAdmin(rec *record) bool {
-	return rec.principal.Admin || h.token.Enabled()
+// isAdmin: a tailnet grant with "admin": true or a key with scope admin
+// (each bounded by the other, see policy.ApplyKey), or the admin token of
+// [admin].auth_env in X-Admin-Token — or, where no admin token is
+// configured, the router token (which every request that got this far has
+// presented), as in the Python router.
+func (h *Handler) isAdmin(r *http.Request, rec *record) bool {
+	if rec.principal.Admin {
+		return true
+	}
+	if h.adminToken.Enabled() {
+		return h.adminToken.Allows("", r.Header.Get("X-Admin-Token"))
+	}
+	return h.token.Enabled()
 }
 
 // denyAdmin answers a caller without admin rights: 404 where no admin
 // credential exists at all (as the Python router did with auth off), 403
 // otherwise.
 func (h *Handler) denyAdmin(w http.ResponseWriter, rec *record, path string) {
-	if !h.token.Enabled() && rec.door != doorTailnet {
+	if !h.token.Enabled() && !h.adminToken.Enabled() && rec.door != doorTailnet {
 		writeError(w, envGeneric, errNoRoute(path))
 		return
 	}
@@ -80,7 +89,7 @@ type transitionRequest struct {
 // transition serves GET/POST /v1/admin/transition: the promotion tooling's
 // quiesce → drain → swap → readmit cycle.
 func (h *Handler) transition(w http.ResponseWriter, r *http.Request, rec *record) {
-	if !h.isAdmin(rec) {
+	if !h.isAdmin(r, rec) {
 		h.denyAdmin(w, rec, "/v1/admin/transition")
 		return
 	}

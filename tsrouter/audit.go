@@ -124,6 +124,9 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	} else if rec.door != doorTailnet {
 		attrs = append(attrs, slog.String("remote", r.RemoteAddr))
 	}
+	if p := rec.principal; p != nil && p.Key != nil {
+		attrs = append(attrs, slog.String("key_id", p.Key.ID), slog.String("key", p.Key.Masked()))
+	}
 	if rec.alias != "" {
 		attrs = append(attrs, slog.String("alias", rec.alias))
 	}

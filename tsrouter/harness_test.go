@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,10 @@ type routerOpts struct {
 	token   string
 	maxBody int64
 	slots   int
-	env     map[string]string // tier auth_env values
+	env     map[string]string // tier auth_env values and ${ENV} of keys
+	// keyStore is the runtime key store path ("" = a temp file).
+	keyStore   string
+	adminToken string
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -41,7 +45,24 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var ring *tsrouter.KeyRing
+	if len(cfg.APIKeys.Inline) > 0 || cfg.APIKeys.File != "" || cfg.APIKeys.Mode == "blocking" {
+		var ids []string
+		for _, tc := range cfg.Router.Tiers {
+			ids = append(ids, tc.ID)
+		}
+		store := o.keyStore
+		if store == "" {
+			store = filepath.Join(t.TempDir(), "api-keys.json")
+		}
+		ring, err = tsrouter.NewKeyRing(cfg.APIKeys, store, ids, func(k string) (string, bool) { v, ok := o.env[k]; return v, ok }, log)
+		if err != nil {
+			t.Fatalf("keys: %v", err)
+		}
+	}
 	h := tsrouter.New(tsrouter.Options{
+		Keys:           ring,
+		AdminToken:     policy.NewToken(o.adminToken),
 		Backends:       set,
 		Token:          policy.NewToken(o.token),
 		Logger:         log,

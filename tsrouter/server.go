@@ -44,6 +44,11 @@ type Options struct {
 	Version string
 	// Recorder keeps the decision log; nil means an in-memory ring only.
 	Recorder *telemetry.Recorder
+	// Keys are the API keys ([api_keys]); nil means none are configured.
+	Keys *KeyRing
+	// AdminToken is [admin].auth_env's token; when set it replaces the
+	// router token as the admin credential (sent as X-Admin-Token).
+	AdminToken policy.Token
 }
 
 // Handler serves the router's HTTP API. Create it with New.
@@ -63,6 +68,8 @@ type Handler struct {
 	decisions  *telemetry.Recorder
 	metrics    *telemetry.Metrics
 	limiter    *policy.RateLimiter
+	keys       *KeyRing
+	adminToken policy.Token
 }
 
 // routes lists the paths /healthz advertises.
@@ -100,6 +107,8 @@ func New(opts Options) *Handler {
 	}
 	h.metrics = m
 	h.limiter = policy.NewRateLimiter()
+	h.keys = opts.Keys
+	h.adminToken = opts.AdminToken
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -184,8 +193,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 	default:
 		rec.principal = unrestricted
 	}
-	// Rate limits of the caller's grants (and, later, its key): enforced,
-	// not just parsed.
+	// The router token and API keys: who the caller is beyond the door.
+	if aerr := h.admitCredentials(r, rec, d, path); aerr != nil {
+		drainSmallBody(r, h.maxBody)
+		writeError(w, envelopeFor(path), aerr)
+		return
+	}
+	// Rate limits of the caller's grant and key: enforced, not just parsed.
 	if lims := rec.principal.Limits(); lims[0].PerMinute > 0 || lims[1].PerMinute > 0 {
 		if ok, wait := h.limiter.AllowAll(lims[:], time.Now()); !ok {
 			rec.detail = "rate limited"
@@ -204,14 +218,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 			writeError(w, envelopeFor(path), errBusy)
 			return
 		}
-	}
-	// On the local API door the token is the only credential, so it is
-	// required even if (misconfigured) it were not set.
-	if !h.token.Allows(r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")) || (d == doorLocalAPI && !h.token.Enabled()) {
-		rec.detail = "missing or wrong router token"
-		drainSmallBody(r, h.maxBody)
-		writeError(w, envGeneric, errUnauthorized)
-		return
 	}
 	switch path {
 	case "/v1/chat/completions":
@@ -243,7 +249,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 			allow(w, envGeneric, "GET")
 			return
 		}
-		if !h.isAdmin(rec) {
+		if !h.isAdmin(r, rec) {
 			h.denyAdmin(w, rec, path)
 			return
 		}
@@ -272,8 +278,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 		writeJSON(w, http.StatusOK, h.healthBody)
 	default:
+		if id, ok := strings.CutPrefix(path, "/v1/models/"); ok && isGet(r.Method) {
+			h.modelByID(w, rec, id)
+			return
+		}
 		if id, ok := strings.CutPrefix(path, "/v1/requests/"); ok && isGet(r.Method) {
-			if !h.isAdmin(rec) {
+			if !h.isAdmin(r, rec) {
 				h.denyAdmin(w, rec, path)
 				return
 			}
@@ -287,6 +297,24 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		writeError(w, envGeneric, errNoRoute(path))
 	}
 }
+
+// modelByID serves GET /v1/models/{id}: the alias's entry of /v1/models,
+// or 404 when it is unknown or the caller may not use it.
+func (h *Handler) modelByID(w http.ResponseWriter, rec *record, id string) {
+	alias := backends.NormalizeAlias(id)
+	if _, ok := h.backends.Lookup(alias); !ok || !rec.principal.MayUseModel(alias) {
+		writeError(w, envGeneric, errModelUnknown)
+		return
+	}
+	var list struct {
+		Data []json.RawMessage `json:"data"`
+	}
+	json.Unmarshal(modelsJSON(h.backends, func(a string) bool { return a == alias }), &list)
+	writeJSON(w, http.StatusOK, list.Data[0])
+}
+
+// Keys is the API key ring (nil when none is configured).
+func (h *Handler) Keys() *KeyRing { return h.keys }
 
 // Close flushes the decision log.
 func (h *Handler) Close() error { return h.decisions.Close() }

@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
@@ -103,6 +105,16 @@ func cmdServe(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
+	if keys := h.Keys(); keys != nil {
+		go keys.Watch(ctx, 2*time.Second)
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				keys.ReloadAndLog("SIGHUP")
+			}
+		}()
+	}
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -145,7 +157,24 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 	if err != nil {
 		return nil, nil, err
 	}
+	keys, err := keyRing(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.Server.AuthEnv != "" && cfg.Admin.AuthEnv == "" && keys.Set().Len() > 0 {
+		log.Warn("API keys are in use and the router token is also the admin credential: set [admin].auth_env so key holders who know the router token are not admins")
+	}
+	var adminToken policy.Token
+	if cfg.Admin.AuthEnv != "" {
+		secret, err := config.ResolveSecret(cfg.Admin.AuthEnv)
+		if err != nil {
+			return nil, nil, err
+		}
+		adminToken = policy.NewToken(secret)
+	}
 	h := tsrouter.New(tsrouter.Options{
+		Keys:           keys,
+		AdminToken:     adminToken,
 		Recorder:       decisions,
 		Backends:       set,
 		Token:          token,
@@ -183,4 +212,35 @@ func aliasesOf(cfg *config.Config) []string {
 		out = append(out, r.Alias)
 	}
 	return out
+}
+
+// keyRing loads the API keys: inline, api_keys_file and the runtime store
+// (by default next to the tailnet state, so a container's volume keeps
+// it).
+func keyRing(cfg *config.Config, log *slog.Logger) (*tsrouter.KeyRing, error) {
+	store := cfg.APIKeys.StorePath
+	if store == "" {
+		dir, err := tailnetStateDir(cfg)
+		if err != nil {
+			return nil, err
+		}
+		store = filepath.Join(dir, "anvil-api-keys.json")
+	}
+	var tierIDs []string
+	for _, t := range cfg.Router.Tiers {
+		tierIDs = append(tierIDs, t.ID)
+	}
+	return tsrouter.NewKeyRing(cfg.APIKeys, store, tierIDs, os.LookupEnv, log)
+}
+
+// tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then
+// [tailnet].state_dir, then the default).
+func tailnetStateDir(cfg *config.Config) (string, error) {
+	if v := os.Getenv("TS_STATE_DIR"); v != "" {
+		return v, nil
+	}
+	if cfg.Tailnet.StateDir != "" {
+		return cfg.Tailnet.StateDir, nil
+	}
+	return state.DefaultTailnetDir()
 }

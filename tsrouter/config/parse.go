@@ -60,8 +60,8 @@ func Load(path string) (*Config, error) {
 
 // Parse validates a router config document; name is used in messages only.
 // It reports every problem it finds, as a *Error, and returns a Config only
-// when there are none. Top-level keys other than [server], [router] and
-// [tailnet] belong to other tools and are ignored.
+// when there are none. Top-level keys other than [server], [router],
+// [tailnet], [api_keys] and [admin] belong to other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
@@ -75,6 +75,13 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if tn, ok := root.sub("tailnet"); ok {
 		cfg.Tailnet = parseTailnet(tn)
+	}
+	cfg.APIKeys = APIKeys{Mode: "permissive"}
+	if k, ok := root.sub("api_keys"); ok {
+		cfg.APIKeys = parseAPIKeys(k)
+	}
+	if a, ok := root.sub("admin"); ok {
+		cfg.Admin = parseAdmin(a)
 	}
 	if r, ok := root.sub("router"); ok {
 		cfg.Router = parseRouter(r)

@@ -252,7 +252,7 @@ func TestTopLevelTables(t *testing.T) {
 		{"model_routes missing", "[router]\n[[router.tiers]]\n" + tierLines(), []want{
 			{"router.model_routes", "[router]", "must map at least one alias"},
 		}},
-		{"foreign tables ignored", "claude_logs = 1\n[edge]\nx = 1\n[api_keys.ops]\nhash = \"h\"\n" + doc("", tierLines(), ""), nil},
+		{"foreign tables ignored", "claude_logs = 1\n[edge]\nx = 1\n[webui]\nenabled = true\n" + doc("", tierLines(), ""), nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { expectProblems(t, c.text, c.wants) })

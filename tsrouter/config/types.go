@@ -18,6 +18,9 @@ type Config struct {
 	// Tailnet holds [tailnet]: the node and who may call it. Defaults
 	// apply when the table is absent.
 	Tailnet Tailnet
+	// APIKeys holds [api_keys]; Admin holds [admin].
+	APIKeys APIKeys
+	Admin   Admin
 }
 
 // Server is the [server] table. Unknown keys are rejected.

@@ -180,7 +180,7 @@ func toolInput(raw json.RawMessage) json.RawMessage {
 	if b := []byte(args); json.Valid(b) && isObject(b[skipSpace(b, 0):]) {
 		return compactJSON(b)
 	}
-	return appendString(append([]byte(nil), `{"_unparsed_arguments":`...), args)
+	return append(appendString([]byte(`{"_unparsed_arguments":`), args), '}')
 }
 
 // matchedStop returns the stop string a serve says ended generation: vLLM's

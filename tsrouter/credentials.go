@@ -1,0 +1,59 @@
+package tsrouter
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/policy"
+)
+
+var errKeyForbidden = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this API key is not permitted to use this endpoint"}
+
+// admitCredentials checks the router token and any API key for the
+// request and narrows rec.principal by the key's policy. The rule (policy
+// package): the tailnet grant bounds what any key used from that node can
+// reach; the router token is checked independently.
+func (h *Handler) admitCredentials(r *http.Request, rec *record, d door, path string) *apiError {
+	creds := policy.SplitCredentials(h.token, r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"))
+	req := policy.KeyRequest{Mode: policy.KeyModePermissive, Class: policy.ClassifyPath(path), Creds: creds, Now: time.Now(), TierOf: h.tierOf}
+	if h.keys != nil {
+		req.Mode, req.Keys = h.keys.Mode(), h.keys.Set()
+	}
+	p, err := policy.Admit(rec.principal, req)
+	switch {
+	case err == nil:
+	case policy.Unauthenticated(err):
+		rec.detail = credentialDetail(err)
+		return errUnauthorized
+	default:
+		rec.detail = credentialDetail(err)
+		return errKeyForbidden
+	}
+	// On the loopback API door there is no identity: the token or a key
+	// must have been presented.
+	if d == doorLocalAPI && !h.token.Enabled() && p.Key == nil {
+		rec.detail = "the local API needs the router token or an API key"
+		return errUnauthorized
+	}
+	rec.principal = p
+	return nil
+}
+
+// credentialDetail is the operator's view of a refusal: key ids, never
+// secrets (policy errors never carry them).
+func credentialDetail(err error) string {
+	var ke *policy.KeyError
+	if errors.As(err, &ke) {
+		return "api key " + ke.ID + ": " + ke.Error()
+	}
+	return err.Error()
+}
+
+// tierOf maps an alias to its tier id, for keys restricted to tiers.
+func (h *Handler) tierOf(alias string) string {
+	if t, ok := h.backends.Lookup(alias); ok {
+		return t.ID
+	}
+	return ""
+}

@@ -1,0 +1,152 @@
+package tsrouter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/state"
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// KeyRing holds the API keys in force and reloads them. Requests read the
+// current set through an atomic pointer; reloads build a whole new set
+// and swap it in, or keep the old one and say why.
+type KeyRing struct {
+	mode      policy.KeyMode
+	cfg       config.APIKeys
+	storePath string
+	tierIDs   []string
+	lookup    func(string) (string, bool)
+	log       *slog.Logger
+
+	set     atomic.Pointer[policy.KeySet]
+	mu      sync.Mutex // serializes reloads and admin mutations
+	runtime []policy.APIKey
+	stamps  [2]time.Time // mtimes of the key file and the store
+}
+
+// NewKeyRing loads the keys of cfg: inline tables, api_keys_file and the
+// runtime store at storePath. Any problem at start-up is an error: the
+// router must not start with keys silently missing.
+func NewKeyRing(cfg config.APIKeys, storePath string, tierIDs []string, lookup func(string) (string, bool), log *slog.Logger) (*KeyRing, error) {
+	mode, err := policy.ParseKeyMode(cfg.Mode)
+	if err != nil {
+		return nil, err
+	}
+	k := &KeyRing{mode: mode, cfg: cfg, storePath: storePath, tierIDs: tierIDs, lookup: lookup, log: log}
+	if err := k.Reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Mode is the authentication mode.
+func (k *KeyRing) Mode() policy.KeyMode { return k.mode }
+
+// Set is the key set in force.
+func (k *KeyRing) Set() *policy.KeySet { return k.set.Load() }
+
+// Reload re-reads the key file and the runtime store (inline keys are
+// fixed until the config is reloaded) and swaps in the new set. On error
+// the old set stays in force.
+func (k *KeyRing) Reload() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var keys []policy.APIKey
+	inline, err := inlineKeys(k.cfg.Inline, k.lookup)
+	if err != nil {
+		return fmt.Errorf("[api_keys] inline keys: %w", err)
+	}
+	keys = append(keys, inline...)
+	if k.cfg.File != "" {
+		data, err := os.ReadFile(k.cfg.File)
+		if err != nil {
+			return fmt.Errorf("api_keys_file: %w", err)
+		}
+		fileKeys, err := policy.ParseKeysFile(data, k.lookup)
+		if err != nil {
+			return fmt.Errorf("api_keys_file %s: %w", k.cfg.File, err)
+		}
+		keys = append(keys, fileKeys...)
+	}
+	runtime, err := state.LoadKeyStore(k.storePath)
+	if err != nil {
+		return err
+	}
+	keys = append(keys, runtime...)
+	set, warnings, err := policy.NewKeySet(keys, k.tierIDs)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		k.log.Warn("api keys: " + w)
+	}
+	k.runtime = runtime
+	k.stamps = [2]time.Time{modTime(k.cfg.File), modTime(k.storePath)}
+	k.set.Store(set)
+	return nil
+}
+
+// Watch reloads when the key file or the store changes on disk (checked
+// every interval) until ctx ends. A bad file keeps the old keys.
+func (k *KeyRing) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		k.mu.Lock()
+		changed := modTime(k.cfg.File) != k.stamps[0] || modTime(k.storePath) != k.stamps[1]
+		k.mu.Unlock()
+		if changed {
+			k.ReloadAndLog("file changed")
+		}
+	}
+}
+
+// ReloadAndLog reloads (on SIGHUP or a file change) and logs the outcome.
+func (k *KeyRing) ReloadAndLog(why string) {
+	if err := k.Reload(); err != nil {
+		k.log.Error("api keys not reloaded; the previous keys stay in force", "why", why, "err", err)
+		return
+	}
+	k.log.Info("api keys reloaded", "why", why, "keys", k.Set().Len())
+}
+
+func modTime(path string) time.Time {
+	if path == "" {
+		return time.Time{}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+// inlineKeys decodes [[api_keys.api_keys]] with the key-file rules.
+func inlineKeys(tables []map[string]any, lookup func(string) (string, bool)) ([]policy.APIKey, error) {
+	if len(tables) == 0 {
+		return nil, nil
+	}
+	doc, err := toml.Marshal(map[string]any{"keys": tables})
+	if err != nil {
+		return nil, errors.New("cannot read the inline key tables")
+	}
+	keys, err := policy.ParseKeysFile(doc, lookup)
+	for i := range keys {
+		keys[i].Source = policy.SourceConfig
+	}
+	return keys, err
+}
