@@ -150,3 +150,131 @@ func inlineKeys(tables []map[string]any, lookup func(string) (string, bool)) ([]
 	}
 	return keys, err
 }
+
+// Errors of key administration, mapped to statuses by the admin API.
+var (
+	ErrKeyNotFound = errors.New("api key not found")
+	ErrKeyExists   = errors.New("an api key with this id exists")
+	ErrKeyReadOnly = errors.New("this api key comes from the config or api_keys_file; change it there")
+)
+
+// Keys returns every key (config, file and runtime), for listing.
+func (k *KeyRing) Keys() []policy.APIKey { return k.Set().Keys() }
+
+// Get returns one key.
+func (k *KeyRing) Get(id string) (policy.APIKey, bool) {
+	key, ok := k.Set().Get(id)
+	if !ok {
+		return policy.APIKey{}, false
+	}
+	return *key, true
+}
+
+// mutateRuntime applies fn to the runtime keys, persists them (digests
+// only, atomically) and swaps in the new set — all or nothing.
+func (k *KeyRing) mutateRuntime(fn func(runtime []policy.APIKey) ([]policy.APIKey, error)) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	next, err := fn(append([]policy.APIKey(nil), k.runtime...))
+	if err != nil {
+		return err
+	}
+	var all []policy.APIKey
+	for _, key := range k.Set().Keys() {
+		if key.Source != policy.SourceRuntime {
+			all = append(all, key)
+		}
+	}
+	all = append(all, next...)
+	set, _, err := policy.NewKeySet(all, k.tierIDs)
+	if err != nil {
+		return err
+	}
+	if err := state.SaveKeyStore(k.storePath, next); err != nil {
+		return fmt.Errorf("saving the key store: %w", err)
+	}
+	k.runtime = next
+	k.stamps[1] = modTime(k.storePath)
+	k.set.Store(set)
+	return nil
+}
+
+// Create adds a runtime key with a new secret, which is returned once and
+// never stored.
+func (k *KeyRing) Create(key policy.APIKey) (policy.APIKey, string, error) {
+	secret, err := policy.NewSecret()
+	if err != nil {
+		return policy.APIKey{}, "", err
+	}
+	key.SetSecret(secret)
+	key.Source = policy.SourceRuntime
+	if key.CreatedAt.IsZero() {
+		key.CreatedAt = time.Now().UTC()
+	}
+	err = k.mutateRuntime(func(rt []policy.APIKey) ([]policy.APIKey, error) {
+		if _, exists := k.Set().Get(key.ID); exists {
+			return nil, ErrKeyExists
+		}
+		return append(rt, key), nil
+	})
+	if err != nil {
+		return policy.APIKey{}, "", err
+	}
+	return key, secret, nil
+}
+
+// Update changes a runtime key (rotate replaces its secret and returns
+// the new one; other changes return "").
+func (k *KeyRing) Update(id string, change func(*policy.APIKey) error, rotate bool) (policy.APIKey, string, error) {
+	var out policy.APIKey
+	var secret string
+	err := k.mutateRuntime(func(rt []policy.APIKey) ([]policy.APIKey, error) {
+		i := runtimeIndex(rt, id)
+		if i < 0 {
+			if _, ok := k.Set().Get(id); ok {
+				return nil, ErrKeyReadOnly
+			}
+			return nil, ErrKeyNotFound
+		}
+		key := rt[i]
+		if change != nil {
+			if err := change(&key); err != nil {
+				return nil, err
+			}
+		}
+		if rotate {
+			s, err := policy.NewSecret()
+			if err != nil {
+				return nil, err
+			}
+			secret = s
+			key.SetSecret(s)
+		}
+		rt[i], out = key, key
+		return rt, nil
+	})
+	return out, secret, err
+}
+
+// Delete removes a runtime key.
+func (k *KeyRing) Delete(id string) error {
+	return k.mutateRuntime(func(rt []policy.APIKey) ([]policy.APIKey, error) {
+		i := runtimeIndex(rt, id)
+		if i < 0 {
+			if _, ok := k.Set().Get(id); ok {
+				return nil, ErrKeyReadOnly
+			}
+			return nil, ErrKeyNotFound
+		}
+		return append(rt[:i], rt[i+1:]...), nil
+	})
+}
+
+func runtimeIndex(rt []policy.APIKey, id string) int {
+	for i := range rt {
+		if rt[i].ID == id {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,6 +1,7 @@
 package tsrouter_test
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -228,4 +229,104 @@ func newKeyRingForTest(t *testing.T, toml string) keyedRouter {
 	srv := httptest.NewServer(tsrouter.New(tsrouter.Options{Backends: set, Keys: ring, Logger: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(func() { srv.Close(); set.CloseIdle() })
 	return keyedRouter{base: srv.URL, ring: ring}
+}
+
+// TestAdminKeyAPI: the admin API creates, shows (masked), updates with
+// the seed's allowed_backends semantics, disables, rotates and deletes
+// runtime keys; they persist as digests only and survive a restart; every
+// operation is audited by key id, never by key.
+func TestAdminKeyAPI(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	store := filepath.Join(t.TempDir(), "keys.json")
+	cfg := keysConfig(url, "blocking")
+	var logs syncBuffer
+	h := newHandler(t, cfg, routerOpts{token: routerToken, adminToken: "admin-secret-0123456789", keyStore: store, env: map[string]string{"PARTNER_KEY": partnerKey}},
+		slog.New(slog.NewJSONHandler(&logs, nil)))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	call := func(method, path, body string, hdr ...string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		json.Unmarshal([]byte(readAll(t, resp)), &out)
+		return resp.StatusCode, out
+	}
+	admin := []string{"X-Api-Key", routerToken, "X-Admin-Token", "admin-secret-0123456789"}
+	chatWith := func(key, model string) int {
+		s, _ := call("POST", "/v1/chat/completions", `{"model":"`+model+`"}`, "Authorization", "Bearer "+key, "X-Api-Key", routerToken)
+		return s
+	}
+
+	if s, _ := call("GET", "/admin/api-keys", "", "X-Api-Key", routerToken); s != 403 {
+		t.Errorf("without the admin token: %d, want 403", s)
+	}
+	s, created := call("POST", "/admin/api-keys", `{"id":"ci-bot","user_id":"ci","organization_id":"org","scopes":["read","write"],"allowed_backends":["local-b"]}`, admin...)
+	secret, _ := created["key"].(string)
+	if s != 201 || !strings.HasPrefix(secret, "sk-anvil-") {
+		t.Fatalf("create: %d %v", s, created)
+	}
+	if c := chatWith(secret, "fast"); c != 200 {
+		t.Errorf("new key on its backend: %d", c)
+	}
+	if c := chatWith(secret, "chat"); c != 403 {
+		t.Errorf("new key off its backend: %d", c)
+	}
+	_, got := call("GET", "/admin/api-keys/ci-bot", "", admin...)
+	if got["key"] == secret || !strings.HasPrefix(got["key"].(string), "sk-***") {
+		t.Errorf("get shows %v, want masked", got["key"])
+	}
+	// Update: absent allowed_backends keeps the list, [] clears it.
+	call("PUT", "/admin/api-keys/ci-bot", `{"name":"renamed"}`, admin...)
+	if c := chatWith(secret, "chat"); c != 403 {
+		t.Errorf("absent allowed_backends changed the list: %d", c)
+	}
+	call("PUT", "/admin/api-keys/ci-bot", `{"allowed_backends":[]}`, admin...)
+	if c := chatWith(secret, "chat"); c != 200 {
+		t.Errorf("[] should clear the restriction: %d", c)
+	}
+	call("POST", "/admin/api-keys/ci-bot/disable", "", admin...)
+	if c := chatWith(secret, "chat"); c != 401 {
+		t.Errorf("disabled key: %d", c)
+	}
+	call("POST", "/admin/api-keys/ci-bot/enable", "", admin...)
+	_, rotated := call("POST", "/admin/api-keys/ci-bot/rotate", "", admin...)
+	newSecret, _ := rotated["key"].(string)
+	if chatWith(secret, "chat") != 401 || chatWith(newSecret, "chat") != 200 {
+		t.Errorf("rotate: old key must stop, new key must work")
+	}
+	if s, _ := call("DELETE", "/admin/api-keys/key-partner-1", "", admin...); s != 409 {
+		t.Errorf("deleting a config key: %d, want 409", s)
+	}
+	raw, _ := os.ReadFile(store)
+	if strings.Contains(string(raw), newSecret) || strings.Contains(string(raw), secret) || !strings.Contains(string(raw), "ci-bot") {
+		t.Errorf("store content: %s", raw)
+	}
+	// A restart (a new ring on the same store) keeps the runtime key.
+	h2 := newHandler(t, cfg, routerOpts{token: routerToken, keyStore: store, env: map[string]string{"PARTNER_KEY": partnerKey}}, nil)
+	srv2 := httptest.NewServer(h2)
+	defer srv2.Close()
+	resp := post(t, t.Context(), srv2.URL+"/v1/chat/completions", `{"model":"chat"}`, "Authorization", "Bearer "+newSecret, "X-Api-Key", routerToken)
+	if readAll(t, resp); resp.StatusCode != 200 {
+		t.Errorf("runtime key after restart: %d", resp.StatusCode)
+	}
+	if s, _ := call("DELETE", "/admin/api-keys/ci-bot", "", admin...); s != 200 || chatWith(newSecret, "chat") != 401 {
+		t.Errorf("delete: %d", s)
+	}
+	audit := logs.String()
+	for _, op := range []string{"api key create ci-bot", "api key rotate ci-bot", "api key disable ci-bot"} {
+		if !strings.Contains(audit, op) {
+			t.Errorf("audit lacks %q", op)
+		}
+	}
+	if strings.Contains(audit, secret) || strings.Contains(audit, newSecret) {
+		t.Error("a key appears in the logs")
+	}
 }

@@ -278,6 +278,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 		writeJSON(w, http.StatusOK, h.healthBody)
 	default:
+		if path == "/admin/api-keys" || strings.HasPrefix(path, "/admin/api-keys/") {
+			h.adminKeys(w, r, rec, path)
+			return
+		}
 		if id, ok := strings.CutPrefix(path, "/v1/models/"); ok && isGet(r.Method) {
 			h.modelByID(w, rec, id)
 			return

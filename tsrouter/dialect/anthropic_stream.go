@@ -410,7 +410,9 @@ func (t *StreamTranslator) Finish() []byte {
 		return nil
 	}
 	t.ended = true
-	t.buf = t.buf[:0]
+	// A fresh buffer: the last Chunk's result stays intact, and the
+	// translator is done with its own.
+	t.buf = make([]byte, 0, 512)
 	if !t.started {
 		t.buf = t.appendStart(t.buf)
 	}
@@ -450,8 +452,7 @@ func (t *StreamTranslator) Finish() []byte {
 		b = append(b, "\"output_tokens\":"...)
 		b = strconv.AppendInt(b, int64(t.est.tokens()), 10)
 	}
-	b = append(b, "}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
-	return append([]byte(nil), b...)
+	return append(b, "}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"...)
 }
 
 // ErrorEvent returns the terminal error event for a stream that broke after

@@ -282,7 +282,7 @@ func (s *OpenAIStream) Finish() []byte {
 		return nil
 	}
 	s.ended = true
-	s.buf = s.buf[:0]
+	s.buf = make([]byte, 0, 512) // leave the last Event's result intact
 	if !s.started {
 		s.buf = s.appendStart(s.buf)
 	}
@@ -298,8 +298,7 @@ func (s *OpenAIStream) Finish() []byte {
 		s.buf = append(s.buf, marshal(u.openai())...)
 		s.buf = append(s.buf, "}\n\n"...)
 	}
-	s.buf = append(s.buf, "data: [DONE]\n\n"...)
-	return append([]byte(nil), s.buf...)
+	return append(s.buf, "data: [DONE]\n\n"...)
 }
 
 // ErrorEvent returns the terminal error frame for a stream that broke
