@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(rest, stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(rest, stdout, stderr)
+	case "keys":
+		err = cmdKeys(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "anvil-router", versionString())
 		return 0
@@ -88,6 +90,7 @@ Commands:
                (--dev-listen 127.0.0.1:PORT: loopback only, no tailnet)
   check        validate a config file and print its routes
   healthcheck  exit 0 if the router's loopback /healthz answers 200
+  keys         create or list API keys in the runtime key store
   demo         run a fake model serve and the router on 127.0.0.1:8000
   version      print the version
 

@@ -85,6 +85,7 @@ auth_env = "A"
 [router.model_routes]
 x = "a"
 `)
+	keysCfg := writeConfig(t, tierConfig("http://127.0.0.1:9")+"\n[api_keys]\nstore_path = \""+filepath.Join(t.TempDir(), "keys.json")+"\"\n")
 	tests := []struct {
 		name     string
 		args     []string
@@ -100,6 +101,9 @@ x = "a"
 		{"dev listener refuses an empty host", []string{"serve", "--config", good, "--dev-listen", ":8000"}, 2, []string{"not a loopback address"}},
 		{"serve without the token variable fails closed", []string{"serve", "--config", good, "--dev-listen", "127.0.0.1:0"}, 2, []string{"ANVIL_TEST_ROUTER_TOKEN"}},
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}},
+		{"keys create writes the store and shows the key once", []string{"keys", "create", "--config", keysCfg, "--id", "ci-bot", "--user", "ci", "--org", "main"}, 0, []string{`"id": "ci-bot"`, `"key": "sk-anvil-`}},
+		{"keys list shows it masked", []string{"keys", "list", "--config", keysCfg}, 0, []string{"ci-bot\tsk-***", "runtime"}},
+		{"keys create needs an id", []string{"keys", "create", "--config", keysCfg, "--user", "u", "--org", "o"}, 2, []string{"--id"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
