@@ -20,7 +20,7 @@ import (
 // current set through an atomic pointer; reloads build a whole new set
 // and swap it in, or keep the old one and say why.
 type KeyRing struct {
-	mode      policy.KeyMode
+	mode      atomic.Value // policy.KeyMode, read on every request
 	cfg       config.APIKeys
 	storePath string
 	tierIDs   []string
@@ -41,7 +41,8 @@ func NewKeyRing(cfg config.APIKeys, storePath string, tierIDs []string, lookup f
 	if err != nil {
 		return nil, err
 	}
-	k := &KeyRing{mode: mode, cfg: cfg, storePath: storePath, tierIDs: tierIDs, lookup: lookup, log: log}
+	k := &KeyRing{cfg: cfg, storePath: storePath, tierIDs: tierIDs, lookup: lookup, log: log}
+	k.mode.Store(mode)
 	if err := k.Reload(); err != nil {
 		return nil, err
 	}
@@ -49,7 +50,29 @@ func NewKeyRing(cfg config.APIKeys, storePath string, tierIDs []string, lookup f
 }
 
 // Mode is the authentication mode.
-func (k *KeyRing) Mode() policy.KeyMode { return k.mode }
+func (k *KeyRing) Mode() policy.KeyMode { return k.mode.Load().(policy.KeyMode) }
+
+// UpdateConfig applies a re-read [api_keys] section (mode, inline keys,
+// key file) without a restart. If the new keys do not load, the previous
+// section and keys stay in force.
+func (k *KeyRing) UpdateConfig(cfg config.APIKeys) error {
+	mode, err := policy.ParseKeyMode(cfg.Mode)
+	if err != nil {
+		return err
+	}
+	k.mu.Lock()
+	oldCfg := k.cfg
+	k.cfg = cfg
+	k.mu.Unlock()
+	if err := k.Reload(); err != nil {
+		k.mu.Lock()
+		k.cfg = oldCfg
+		k.mu.Unlock()
+		return err
+	}
+	k.mode.Store(mode)
+	return nil
+}
 
 // Set is the key set in force.
 func (k *KeyRing) Set() *policy.KeySet { return k.set.Load() }

@@ -330,3 +330,107 @@ func TestAdminKeyAPI(t *testing.T) {
 		t.Error("a key appears in the logs")
 	}
 }
+
+// TestKeyMatrix: mode × key state × endpoint, as the seed specifies it.
+func TestKeyMatrix(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	env := map[string]string{"PARTNER_KEY": partnerKey}
+	bases := map[string]string{
+		"permissive": startRouter(t, keysConfig(url, "permissive"), routerOpts{env: env}),
+		"blocking":   startRouter(t, keysConfig(url, "blocking"), routerOpts{env: env}),
+	}
+	keys := map[string]string{"none": "", "unknown": "sk-unknown-0123456789abcdef", "valid": partnerKey, "expired": expiredKey, "disabled": offKey, "read-only": readerKey}
+	type endpoint struct{ method, path, body string }
+	chat := endpoint{"POST", "/v1/chat/completions", `{"model":"fast"}`}
+	models := endpoint{"GET", "/v1/models", ""}
+	caps := endpoint{"GET", "/v1/models/capabilities", ""}
+	health := endpoint{"GET", "/healthz", ""}
+	// want[mode][key][endpoint]
+	want := map[string]map[string]map[endpoint]int{
+		"permissive": {
+			"none":      {chat: 200, models: 200, caps: 200, health: 200},
+			"unknown":   {chat: 200, models: 200, caps: 200, health: 200},
+			"valid":     {chat: 200, models: 200, caps: 200, health: 200},
+			"expired":   {chat: 401, models: 401, caps: 401, health: 200},
+			"disabled":  {chat: 401, models: 401, caps: 401, health: 200},
+			"read-only": {chat: 403, models: 200, caps: 200, health: 200},
+		},
+		"blocking": {
+			"none":      {chat: 401, models: 401, caps: 200, health: 200},
+			"unknown":   {chat: 401, models: 401, caps: 200, health: 200},
+			"valid":     {chat: 200, models: 200, caps: 200, health: 200},
+			"expired":   {chat: 401, models: 401, caps: 401, health: 200},
+			"disabled":  {chat: 401, models: 401, caps: 401, health: 200},
+			"read-only": {chat: 403, models: 200, caps: 200, health: 200},
+		},
+	}
+	for mode, byKey := range want {
+		for state, byEP := range byKey {
+			for ep, code := range byEP {
+				t.Run(mode+"/"+state+ep.path, func(t *testing.T) {
+					var hdr []string
+					if k := keys[state]; k != "" {
+						hdr = []string{"Authorization", "Bearer " + k}
+					}
+					req, _ := http.NewRequestWithContext(t.Context(), ep.method, bases[mode]+ep.path, strings.NewReader(ep.body))
+					for i := 0; i+1 < len(hdr); i += 2 {
+						req.Header.Set(hdr[i], hdr[i+1])
+					}
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if body := readAll(t, resp); resp.StatusCode != code {
+						t.Errorf("%d, want %d: %s", resp.StatusCode, code, body)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestKeyConfigReload: a re-read [api_keys] section (as on SIGHUP) changes
+// the mode and inline keys without a restart; a bad one changes nothing.
+func TestKeyConfigReload(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	kr := newKeyRingForTest(t, oneTier(url, "")+"\n[api_keys]\nmode = \"permissive\"\n")
+	status := func(hdr ...string) int {
+		resp := post(t, t.Context(), kr.base+"/v1/chat/completions", `{"model":"chat"}`, hdr...)
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	if s := status(); s != 200 {
+		t.Fatalf("permissive, no key: %d", s)
+	}
+	next, err := config.Parse("t.toml", []byte(oneTier(url, "")+`
+[api_keys]
+mode = "blocking"
+[[api_keys.api_keys]]
+key = "`+readerKey+`"
+id = "k"
+user_id = "u"
+organization_id = "o"
+scopes = ["read", "write"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kr.ring.UpdateConfig(next.APIKeys); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(); s != 401 {
+		t.Errorf("after switching to blocking: %d, want 401", s)
+	}
+	if s := status("Authorization", "Bearer "+readerKey); s != 200 {
+		t.Errorf("new inline key: %d", s)
+	}
+	bad := next.APIKeys
+	bad.Inline = append(bad.Inline, map[string]any{"key": "short", "id": "x"})
+	bad.Mode = "permissive"
+	if err := kr.ring.UpdateConfig(bad); err == nil {
+		t.Error("a bad key section was accepted")
+	}
+	if s := status(); s != 401 {
+		t.Errorf("a rejected reload changed the mode: %d", s)
+	}
+}

@@ -646,3 +646,39 @@ func TestTailnetRateLimit(t *testing.T) {
 		t.Errorf("after the refill: %d %s", status, body)
 	}
 }
+
+// TestTailnetGrantBoundsKeys: over the tailnet, a key can never reach more
+// than the node's grant — models must pass both.
+func TestTailnetGrantBoundsKeys(t *testing.T) {
+	tn := newTestTailnet(t)
+	_, url := startFake(t, fakeserve.Options{})
+	cfg := routerConfig(url, "[tailnet]\nrequire_grant = true\n") + `
+[api_keys]
+mode = "blocking"
+
+[[api_keys.api_keys]]
+key = "sk-wide-0123456789abcdef"
+id = "wide"
+user_id = "u"
+organization_id = "o"
+scopes = ["read", "write"]
+`
+	tn.router(t, cfg, "")
+	c := tn.client(t, "mini", "tag:mini")
+	tn.control.SetGlobalAppCaps(tailcfg.PeerCapMap{testCap: {tailcfg.RawMessage(`{"models":["llm.*"]}`)}})
+	key := []string{"Authorization", "Bearer sk-wide-0123456789abcdef"}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if s, _ := chatVia(t, c, "llm.primary", false, key...); s == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("grant never applied")
+		}
+	}
+	if s, _ := chatVia(t, c, "chat", false, key...); s != 403 {
+		t.Errorf("an unrestricted key outside the node's grant: %d, want 403", s)
+	}
+	if s, _ := chatVia(t, c, "llm.primary", false); s != 401 {
+		t.Errorf("blocking mode without a key over the tailnet: %d, want 401", s)
+	}
+}

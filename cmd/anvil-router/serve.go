@@ -111,7 +111,17 @@ func cmdServe(args []string, stderr io.Writer) error {
 		signal.Notify(hup, syscall.SIGHUP)
 		go func() {
 			for range hup {
-				keys.ReloadAndLog("SIGHUP")
+				// SIGHUP also re-reads the config's [api_keys] section.
+				next, err := config.Load(path)
+				if err != nil {
+					log.Error("SIGHUP: config not re-read; keys stay as they are", "err", err)
+					continue
+				}
+				if err := keys.UpdateConfig(next.APIKeys); err != nil {
+					log.Error("SIGHUP: api keys not reloaded; the previous keys stay in force", "err", err)
+					continue
+				}
+				log.Info("api keys reloaded", "why", "SIGHUP", "keys", keys.Set().Len())
 			}
 		}()
 	}

@@ -340,7 +340,11 @@ func (c *anthropicConverter) userTurn(blocks []anthropicBlock) {
 			if b.IsError {
 				// OpenAI has no error flag on tool messages; the model
 				// still needs to know the call failed.
-				text = "Error: " + text
+				if text == "" {
+					text = "Error"
+				} else {
+					text = "Error: " + text
+				}
 			}
 			c.out.Messages = append(c.out.Messages, chatMessage{Role: "tool", ToolCallID: b.ToolUseID, Content: text})
 			resultImages = append(resultImages, images...)

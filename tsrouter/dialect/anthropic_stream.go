@@ -110,9 +110,14 @@ func (t *StreamTranslator) appendStart(b []byte) []byte {
 
 // Chunk consumes the data payload of one upstream event and returns the
 // Anthropic events it yields (often none, e.g. for the role chunk). The
-// returned slice is reused: it is valid until the next call.
+// returned slice is reused: it is valid until the next call. With an error
+// it still returns the events produced before it (such as message_start),
+// to be written before ErrorEvent.
 func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 	t.buf = t.buf[:0]
+	if t.ended {
+		return t.buf, nil // nothing may follow message_stop or error
+	}
 	if !t.started {
 		t.buf = t.appendStart(t.buf)
 	}

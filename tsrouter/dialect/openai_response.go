@@ -111,15 +111,18 @@ func AnthropicResponseToOpenAI(body []byte, model string) ([]byte, error) {
 	return marshal(&out), nil
 }
 
-// openaiFinishReason maps an Anthropic stop_reason (contract §3.5).
+// openaiFinishReason maps an Anthropic stop_reason (contract §3.5). As in
+// the other direction, a reply with tool calls is tool_calls unless cut at
+// the limit: an Anthropic endpoint in front of vLLM can report a forced
+// tool call as end_turn, and OpenAI agent loops key on tool_calls.
 func openaiFinishReason(stop string, hasTools bool) string {
 	switch stop {
-	case "tool_use", "tool_calls", "function_call":
-		return "tool_calls"
 	case "max_tokens", "length", "model_length":
 		return "length"
+	case "tool_use", "tool_calls", "function_call":
+		return "tool_calls"
 	}
-	if hasTools && stop == "" {
+	if hasTools {
 		return "tool_calls"
 	}
 	return "stop"

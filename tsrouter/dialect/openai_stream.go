@@ -98,9 +98,13 @@ func (s *OpenAIStream) deltaTail(finish string) {
 // Event consumes the data payload of one Anthropic event and returns the
 // OpenAI chunks it yields (often none: pings, block stops). The returned
 // slice is reused: it is valid until the next call. An error event from
-// the serve yields ErrInBandError.
+// the serve yields ErrInBandError; events produced before an error are
+// still returned, to be written before ErrorEvent.
 func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 	s.buf = s.buf[:0]
+	if s.ended {
+		return s.buf, nil // nothing may follow [DONE] or the error frame
+	}
 	if !s.started {
 		s.buf = s.appendStart(s.buf)
 	}

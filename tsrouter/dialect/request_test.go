@@ -268,3 +268,22 @@ func TestOpenAIToAnthropicEdges(t *testing.T) {
 		}
 	}
 }
+
+func TestToolResultErrorFlag(t *testing.T) {
+	for _, tc := range []struct{ content, want string }{
+		{`"disk full"`, "Error: disk full"},
+		{`""`, "Error"},
+		{`[]`, "Error"},
+		{`[{"type":"text","text":"a"},{"type":"text","text":"b"}]`, `Error: a\nb`},
+	} {
+		body := `{"max_tokens":9,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","is_error":true,"content":` + tc.content + `}]}]}`
+		out, _, err := dialect.AnthropicToOpenAI([]byte(body), dialect.ToOpenAIOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := `"messages":[{"role":"tool","content":"` + tc.want + `","tool_call_id":"t1"}]`
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%s\n got %s\nwant %s", tc.content, out, want)
+		}
+	}
+}

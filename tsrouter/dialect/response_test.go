@@ -163,6 +163,8 @@ func TestFinishReasonMappingToOpenAI(t *testing.T) {
 		{"tool_use", `[{"type":"tool_use","id":"t","name":"f","input":{}}]`, "tool_calls"},
 		{"pause_turn", `[{"type":"text","text":"x"}]`, "stop"},
 		{"refusal", `[]`, "stop"},
+		{"end_turn", `[{"type":"tool_use","id":"t","name":"f","input":{}}]`, "tool_calls"},
+		{"max_tokens", `[{"type":"tool_use","id":"t","name":"f","input":{}}]`, "length"},
 	} {
 		body := `{"type":"message","role":"assistant","content":` + tc.content + `,"stop_reason":"` + tc.stop + `"}`
 		out, err := dialect.AnthropicResponseToOpenAI([]byte(body), "m")

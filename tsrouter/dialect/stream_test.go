@@ -43,6 +43,9 @@ func TestAnthropicStreamLifecycle(t *testing.T) {
 		if tr.Start() != nil || tr.Finish() != nil {
 			t.Error("Start or Finish emitted after the end")
 		}
+		if b, err := tr.Chunk([]byte(chunk(`{"content":"late"}`))); len(b) != 0 || err != nil {
+			t.Errorf("Chunk after Finish: %q, %v", b, err)
+		}
 	})
 	t.Run("Finish alone is a whole message", func(t *testing.T) {
 		tr := dialect.NewAnthropicStream("claude", info)
@@ -358,6 +361,9 @@ func TestOpenAIStreamLifecycle(t *testing.T) {
 	}
 	if tr.Start() != nil || tr.Finish() != nil {
 		t.Error("emitted after the end")
+	}
+	if b, err := tr.Event([]byte(`{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"late"}}`)); len(b) != 0 || err != nil {
+		t.Errorf("Event after Finish: %q, %v", b, err)
 	}
 	for _, bad := range []string{`{"type":`, `"x"`} {
 		if _, err := dialect.NewOpenAIStream("m", dialect.RequestInfo{}).Event([]byte(bad)); !errors.Is(err, dialect.ErrMalformedEvent) {
