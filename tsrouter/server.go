@@ -74,7 +74,7 @@ type Handler struct {
 
 // routes lists the paths /healthz advertises.
 var routes = []string{
-	"/metrics", "/v1/chat/completions", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
+	"/metrics", "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
 	"/v1/models/capacity", "/v1/models/fingerprints", "/v1/requests/{request_id}", "/v1/router/status", "/v1/stats",
 }
 
@@ -129,7 +129,7 @@ func New(opts Options) *Handler {
 	}
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
-		"dialects": []string{"openai"},
+		"dialects": []string{"anthropic", "openai"},
 		"routes":   slices.Sorted(slices.Values(served)),
 	})
 	h.modelsBody = modelsJSON(opts.Backends, nil)
@@ -238,6 +238,18 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 		}
 	case "/v1/admin/transition":
 		h.transition(w, r, rec)
+	case "/v1/messages":
+		if r.Method != http.MethodPost {
+			allow(w, envAnthropic, "POST")
+			return
+		}
+		h.messages(rw, r, rec)
+	case "/v1/messages/count_tokens":
+		if r.Method != http.MethodPost {
+			allow(w, envAnthropic, "POST")
+			return
+		}
+		h.countTokens(w, r, rec)
 	case "/v1/embeddings", "/v1/rerank":
 		if r.Method != http.MethodPost {
 			allow(w, envGeneric, "POST")
@@ -339,10 +351,15 @@ func allow(w http.ResponseWriter, env envelope, methods string) {
 }
 
 // envelopeFor picks the error shape for failures raised before the
-// request is parsed (busy): the chat paths answer in their own dialect.
+// request is parsed (auth, busy, rate limits): each dialect's paths answer
+// in their own, so the SDKs raise their typed errors (the Python router's
+// 401 on /v1/messages was not Anthropic-shaped).
 func envelopeFor(path string) envelope {
-	if path == "/v1/chat/completions" {
+	switch path {
+	case "/v1/chat/completions":
 		return envOpenAI
+	case "/v1/messages", "/v1/messages/count_tokens":
+		return envAnthropic
 	}
 	return envGeneric
 }
