@@ -61,51 +61,19 @@ func (h *Handler) chat(w *recorder, r *http.Request, rec *record) {
 	// Until the serve reports usage, the prompt is estimated as the
 	// Python router did, from the size of the messages.
 	rec.promptTokens = len(req.Get("messages")) / 4
-	if !tier.ToolSupport && backends.HasToolStructure(req) {
-		rec.decide("tools_unsupported", "skipped")
-		rec.detail = "tools requested on a tier without tool support"
-		writeError(w, envOpenAI, errExhausted(h.backends.ExhaustionStatus, ""))
-		return
-	}
-	if tier.OverContext(req) {
-		rec.decide("over_context", "skipped")
-		rec.detail = "prompt exceeds the tier's context window"
-		writeError(w, envOpenAI, errOverContext)
-		return
-	}
-	if tier.Dialect != "openai" {
-		rec.decide("dialect_unsupported", "skipped")
-		rec.detail = "cross-dialect translation is not available in this build"
-		writeError(w, envOpenAI, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; translation is not available yet"})
+	lease, upBody, served, ok := h.admitToTier(w, r, rec, tier, req, envOpenAI, backends.HasToolStructure(req))
+	if !ok {
 		return
 	}
 	// The lease is held until this handler returns — after the whole
 	// stream — and released exactly once, however the request ends.
-	lease, err := tier.Admit(r.Context())
-	if err != nil {
-		h.upstreamFailed(w, envOpenAI, err, rec)
-		return
-	}
 	defer lease.Release()
-	upBody, clamp := tier.PrepareOpenAI(req)
-	served := "served"
-	if clamp != nil {
-		setClampHeaders(w.Header(), clamp)
-		served = "served_output_clamped"
-	}
 	if stream {
 		h.relayStream(w, r, tier, upBody, modelJSON, rec, served)
 		return
 	}
-	up := time.Now()
-	reply, err := tier.Complete(r.Context(), upBody)
-	rec.upstream = time.Since(up)
-	if err != nil {
-		h.upstreamFailed(w, envOpenAI, err, rec)
-		return
-	}
-	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !json.Valid(reply.Body) {
-		h.upstreamFailed(w, envOpenAI, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
+	reply, ok := h.complete(w, r, tier, upBody, rec, envOpenAI)
+	if !ok {
 		return
 	}
 	if p, c := backends.ReplyUsage(reply.Body); p+c > 0 {
@@ -121,27 +89,11 @@ func (h *Handler) chat(w *recorder, r *http.Request, rec *record) {
 // then relays event by event. A break after that ends with one error frame
 // and no [DONE].
 func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body, modelJSON []byte, rec *record, served string) {
-	up := time.Now()
-	s, err := tier.OpenStream(r.Context(), body)
-	rec.upstream = time.Since(up)
-	if err != nil {
-		h.upstreamFailed(w, envOpenAI, err, rec)
+	s, ok := h.openStream(w, r, tier, body, rec, envOpenAI)
+	if !ok {
 		return
 	}
-	defer s.Close()
-	rec.ttft = time.Since(rec.start)
-	defer func() {
-		rec.upstreamAll = rec.upstream + s.Waited()
-		if p, c := s.Usage(); p+c > 0 {
-			rec.promptTokens, rec.compTokens = p, c
-		}
-	}()
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	setOverhead(hdr, rec)
-	w.WriteHeader(http.StatusOK)
+	defer h.closeStream(s, rec)
 	f := flusher{w}
 	st, err := backends.RelayOpenAI(w, f, s, modelJSON)
 	rec.events = st.Events
@@ -280,3 +232,87 @@ func setClampHeaders(h http.Header, c *backends.Clamp) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// admitToTier runs the gates every chat-shaped request passes once its
+// tier is known — tool support, context window, the tier's dialect,
+// admission — answering refusals in env. On success the caller holds the
+// lease until it returns and sends upBody.
+func (h *Handler) admitToTier(w http.ResponseWriter, r *http.Request, rec *record, tier *backends.Tier, req *jsonobj.Object, env envelope, toolStructure bool) (lease *backends.Lease, upBody []byte, served string, ok bool) {
+	switch {
+	case !tier.ToolSupport && toolStructure:
+		rec.decide("tools_unsupported", "skipped")
+		rec.detail = "tools requested on a tier without tool support"
+		writeError(w, env, errExhausted(h.backends.ExhaustionStatus, ""))
+		return nil, nil, "", false
+	case tier.OverContext(req):
+		rec.decide("over_context", "skipped")
+		rec.detail = "prompt exceeds the tier's context window"
+		writeError(w, env, errOverContext)
+		return nil, nil, "", false
+	case tier.Dialect != "openai":
+		rec.decide("dialect_unsupported", "skipped")
+		rec.detail = "Anthropic-dialect tiers are not relayed in this build"
+		writeError(w, env, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; relaying to it is not available yet"})
+		return nil, nil, "", false
+	}
+	lease, err := tier.Admit(r.Context())
+	if err != nil {
+		h.upstreamFailed(w, env, err, rec)
+		return nil, nil, "", false
+	}
+	upBody, clamp := tier.PrepareOpenAI(req)
+	served = "served"
+	if clamp != nil {
+		setClampHeaders(w.Header(), clamp)
+		served = "served_output_clamped"
+	}
+	return lease, upBody, served, true
+}
+
+// complete sends a non-streaming request and returns the serve's JSON
+// reply, answering failures in env.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Reply, bool) {
+	up := time.Now()
+	reply, err := tier.Complete(r.Context(), body)
+	rec.upstream = time.Since(up)
+	if err != nil {
+		h.upstreamFailed(w, env, err, rec)
+		return nil, false
+	}
+	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !json.Valid(reply.Body) {
+		h.upstreamFailed(w, env, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
+		return nil, false
+	}
+	return reply, true
+}
+
+// openStream opens the serve's stream and, once its first event is in,
+// commits the 200 and the SSE headers. Failures before that are answered
+// in env. The caller defers closeStream.
+func (h *Handler) openStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Stream, bool) {
+	up := time.Now()
+	s, err := tier.OpenStream(r.Context(), body)
+	rec.upstream = time.Since(up)
+	if err != nil {
+		h.upstreamFailed(w, env, err, rec)
+		return nil, false
+	}
+	rec.ttft = time.Since(rec.start)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	setOverhead(hdr, rec)
+	w.WriteHeader(http.StatusOK)
+	return s, true
+}
+
+// closeStream releases the upstream stream and records the serve's share
+// of the time and its token counts.
+func (h *Handler) closeStream(s *backends.Stream, rec *record) {
+	rec.upstreamAll = rec.upstream + s.Waited()
+	if p, c := s.Usage(); p+c > 0 {
+		rec.promptTokens, rec.compTokens = p, c
+	}
+	s.Close()
+}

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
@@ -54,41 +53,17 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 		writeError(w, envAnthropic, errBadRequest("bad request body"))
 		return
 	}
-	switch {
-	case !tier.ToolSupport && info.ToolStructure:
-		rec.decide("tools_unsupported", "skipped")
-		writeError(w, envAnthropic, errExhausted(h.backends.ExhaustionStatus, ""))
-		return
-	case tier.OverContext(req):
-		rec.decide("over_context", "skipped")
-		writeError(w, envAnthropic, errOverContext)
-		return
-	case tier.Dialect != "openai":
-		rec.decide("dialect_unsupported", "skipped")
-		writeError(w, envAnthropic, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "Anthropic-dialect tiers are not relayed yet"})
-		return
-	}
-	lease, err := tier.Admit(r.Context())
-	if err != nil {
-		h.upstreamFailed(w, envAnthropic, err, rec)
+	lease, upBody, served, ok := h.admitToTier(w, r, rec, tier, req, envAnthropic, info.ToolStructure)
+	if !ok {
 		return
 	}
 	defer lease.Release()
-	upBody, clamp := tier.PrepareOpenAI(req)
-	served := "served"
-	if clamp != nil {
-		setClampHeaders(w.Header(), clamp)
-		served = "served_output_clamped"
-	}
 	if info.Stream {
 		h.messagesStream(w, r, tier, upBody, info, rec, served)
 		return
 	}
-	up := time.Now()
-	reply, err := tier.Complete(r.Context(), upBody)
-	rec.upstream = time.Since(up)
-	if err != nil {
-		h.upstreamFailed(w, envAnthropic, err, rec)
+	reply, ok := h.complete(w, r, tier, upBody, rec, envAnthropic)
+	if !ok {
 		return
 	}
 	msg, err := dialect.OpenAIResponseToAnthropic(reply.Body, info.Model)
@@ -107,27 +82,11 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 // messagesStream relays an OpenAI stream as Anthropic events. As for chat,
 // 200 is committed only after the serve's first event.
 func (h *Handler) messagesStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, info dialect.RequestInfo, rec *record, served string) {
-	up := time.Now()
-	s, err := tier.OpenStream(r.Context(), body)
-	rec.upstream = time.Since(up)
-	if err != nil {
-		h.upstreamFailed(w, envAnthropic, err, rec)
+	s, ok := h.openStream(w, r, tier, body, rec, envAnthropic)
+	if !ok {
 		return
 	}
-	defer s.Close()
-	rec.ttft = time.Since(rec.start)
-	defer func() {
-		rec.upstreamAll = rec.upstream + s.Waited()
-		if p, c := s.Usage(); p+c > 0 {
-			rec.promptTokens, rec.compTokens = p, c
-		}
-	}()
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	setOverhead(hdr, rec)
-	w.WriteHeader(http.StatusOK)
+	defer h.closeStream(s, rec)
 	f := flusher{w}
 	tr := dialect.NewAnthropicStream(info.Model, info)
 	if _, err := w.Write(tr.Start()); err != nil {
