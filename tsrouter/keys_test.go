@@ -127,6 +127,20 @@ func TestAPIKeys(t *testing.T) {
 		})
 	}
 
+	// The Anthropic path enforces the same key policy, with x-api-key as
+	// Anthropic clients send it, and answers in the Anthropic envelope.
+	for model, want := range map[string]int{"fast": 200, "chat": 403} {
+		resp := post(t, t.Context(), blocking+"/v1/messages", `{"model":"`+model+`","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}`, "X-Api-Key", partnerKey)
+		body := readAll(t, resp)
+		if resp.StatusCode != want || (want == 403 && !strings.Contains(body, `"type":"error"`)) {
+			t.Errorf("/v1/messages %s with a key limited to local-b: %d %s", model, resp.StatusCode, body)
+		}
+	}
+	resp := post(t, t.Context(), blocking+"/v1/messages", `{"model":"fast","max_tokens":8,"messages":[]}`)
+	if body := readAll(t, resp); resp.StatusCode != 401 || !strings.Contains(body, `"type":"error"`) {
+		t.Errorf("/v1/messages without a key in blocking mode: %d %s", resp.StatusCode, body)
+	}
+
 	// /v1/models is filtered for a restricted key; /v1/models/{id} of an
 	// unreachable model is 404.
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", blocking+"/v1/models", nil)
