@@ -45,18 +45,10 @@ func (h *Handler) chat(w *recorder, r *http.Request, rec *record) {
 		writeError(w, envOpenAI, aerr)
 		return
 	}
-	rec.alias = alias
-	tier, ok := h.backends.Lookup(alias)
+	tier, ok := h.routeAlias(w, rec, alias, envOpenAI)
 	if !ok {
-		writeError(w, envOpenAI, errModelUnknown)
 		return
 	}
-	if !rec.principal.MayUseModel(alias) {
-		rec.detail = "alias not covered by the caller's grant"
-		writeError(w, envOpenAI, errModelForbidden(alias))
-		return
-	}
-	rec.tier = tier.ID
 	rec.requestBytes = len(body)
 	// Until the serve reports usage, the prompt is estimated as the
 	// Python router did, from the size of the messages.
@@ -315,4 +307,23 @@ func (h *Handler) closeStream(s *backends.Stream, rec *record) {
 		rec.promptTokens, rec.compTokens = p, c
 	}
 	s.Close()
+}
+
+// routeAlias finds the tier of a normalized alias and checks the caller
+// may use it: 404 for an unknown alias, 403 naming it when the caller's
+// grant or key does not cover it (answered in env).
+func (h *Handler) routeAlias(w http.ResponseWriter, rec *record, alias string, env envelope) (*backends.Tier, bool) {
+	rec.alias = alias
+	tier, ok := h.backends.Lookup(alias)
+	if !ok {
+		writeError(w, env, errModelUnknown)
+		return nil, false
+	}
+	if !rec.principal.MayUseModel(alias) {
+		rec.detail = "alias not covered by the caller's grant or key"
+		writeError(w, env, errModelForbidden(alias))
+		return nil, false
+	}
+	rec.tier = tier.ID
+	return tier, true
 }

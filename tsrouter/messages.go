@@ -33,19 +33,10 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 		writeError(w, envAnthropic, errBadRequest("bad request body"))
 		return
 	}
-	alias := backends.NormalizeAlias(info.Model)
-	rec.alias = alias
-	tier, ok := h.backends.Lookup(alias)
+	tier, ok := h.routeAlias(w, rec, backends.NormalizeAlias(info.Model), envAnthropic)
 	if !ok {
-		writeError(w, envAnthropic, errModelUnknown)
 		return
 	}
-	if !rec.principal.MayUseModel(alias) {
-		rec.detail = "alias not covered by the caller's grant or key"
-		writeError(w, envAnthropic, errModelForbidden(alias))
-		return
-	}
-	rec.tier = tier.ID
 	rec.requestBytes = len(body)
 	rec.promptTokens = info.InputTokens
 	req, err := jsonobj.Parse(out)
