@@ -83,7 +83,7 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 		byAlias:          make(map[string]*Tier, len(cfg.Router.Routes)),
 		routes:           cfg.Router.Routes,
 		ExhaustionStatus: cfg.Router.ExhaustionStatus,
-		client:           &http.Client{Transport: newTransport(opts.MaxIdleConnsPerHost), CheckRedirect: noRedirects},
+		client:           &http.Client{Transport: newH1Transport(opts.MaxIdleConnsPerHost, newTransport(opts.MaxIdleConnsPerHost)), CheckRedirect: noRedirects},
 	}
 	s.probeInterval = cfg.Router.AvailabilityProbeInterval
 	s.probeBackground = cfg.Router.ProbeInBackground
@@ -126,10 +126,11 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 	return s, nil
 }
 
-// newTransport is the one HTTP transport to the serves: keep-alive pooling
-// sized for many concurrent streams, no proxies (the serves are on loopback
-// and a proxy would see bearer tokens), no transparent gzip (bytes pass
-// through as the serve sent them).
+// newTransport is net/http's transport set up for the serves: keep-alive
+// pooling sized for many concurrent streams, no proxies (the serves are on
+// loopback and a proxy would see bearer tokens), no transparent gzip (bytes
+// pass through as the serve sent them). Plain-http serves go through
+// h1Transport in front of it; this one carries https serves and probes.
 func newTransport(maxIdlePerHost int) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
