@@ -157,7 +157,7 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 
 // parseObject validates a JSON body and indexes its top-level members.
 func parseObject(body []byte) (*jsonobj.Object, *apiError) {
-	if !json.Valid(body) {
+	if !jsonobj.Valid(body) {
 		var v any
 		err := json.Unmarshal(body, &v)
 		msg := "bad JSON body"
@@ -271,7 +271,7 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tier *backend
 		h.upstreamFailed(w, env, err, rec)
 		return nil, false
 	}
-	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !json.Valid(reply.Body) {
+	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !jsonobj.Valid(reply.Body) {
 		h.upstreamFailed(w, env, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}, rec)
 		return nil, false
 	}
