@@ -156,17 +156,21 @@ func (t *Tier) OverContext(req *jsonobj.Object) bool {
 // ParseUsage reads prompt and completion token counts from an OpenAI usage
 // object (zeros for anything missing or malformed).
 func ParseUsage(raw []byte) (prompt, completion int) {
-	if len(raw) == 0 {
-		return 0, 0
+	return intField(raw, "prompt_tokens"), intField(raw, "completion_tokens")
+}
+
+// intField reads an integer member of a JSON object without decoding the
+// rest: usage is read on every reply. Anything but an integer reads as 0.
+func intField(obj []byte, key string) int {
+	s, e, ok := jsonobj.Find(obj, key)
+	if !ok {
+		return 0
 	}
-	var u struct {
-		PromptTokens     int `json:"prompt_tokens"`
-		CompletionTokens int `json:"completion_tokens"`
+	n, err := strconv.Atoi(string(obj[s:e]))
+	if err != nil {
+		return 0
 	}
-	if json.Unmarshal(raw, &u) != nil {
-		return 0, 0
-	}
-	return u.PromptTokens, u.CompletionTokens
+	return n
 }
 
 // ReplyUsage reads the usage of a non-streaming OpenAI reply.

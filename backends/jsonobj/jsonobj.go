@@ -278,7 +278,7 @@ func skipSpace(b []byte, i int) int {
 func skipString(b []byte, i int) (int, error) {
 	i++
 	for {
-		j := bytes.IndexAny(b[i:], `"\`)
+		j := quoteOrBackslash(b[i:])
 		if j < 0 {
 			return 0, errMalformed
 		}

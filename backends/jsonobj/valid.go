@@ -215,3 +215,24 @@ func digits(b []byte, i int) int {
 	}
 	return i
 }
+
+// quoteOrBackslash returns the index of the first '"' or '\\' in b, or -1:
+// bytes.IndexAny for those two, eight bytes at a time (IndexAny's set
+// handling costs more than the search on the short strings of a request).
+func quoteOrBackslash(b []byte) int {
+	i := 0
+	for ; len(b)-i >= 8; i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		quote := w ^ (lsb * '"')
+		slash := w ^ (lsb * '\\')
+		if found := (((quote - lsb) &^ quote) | ((slash - lsb) &^ slash)) & msb; found != 0 {
+			return i + bits.TrailingZeros64(found)/8
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] == '"' || b[i] == '\\' {
+			return i
+		}
+	}
+	return -1
+}
