@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -187,6 +188,13 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		bufs:   getBuffers(),
 	}
 	defer putBuffers(c.bufs)
+	if result, ok := lastToolResult(body); ok {
+		// A tool round trip's last leg: answer with text (toolresult.go).
+		c.tool, c.quote = "", quoteDeltas(result)
+	}
+	if c.tool != "" && p.opts.ParallelTools {
+		c.calls = req.toolNames()
+	}
 	c.bufs.id = append(c.bufs.id[:0], "chatcmpl-"...)
 	c.bufs.id = appendRandomHex(c.bufs.id)
 	if req.Stream {
@@ -234,6 +242,12 @@ type chat struct {
 	usage  bool   // stream_options.include_usage
 	limit  int    // max tokens, -1 for none
 	bufs   *buffers
+	// quote, if set, replaces the configured deltas: the answer quoting a
+	// tool result (toolresult.go).
+	quote []string
+	// calls, with Options.ParallelTools, names every tool to call
+	// (reasoning.go).
+	calls []string
 }
 
 // contentCount is the number of deltas the answer carries and its finish
@@ -314,12 +328,19 @@ func (c *chat) stream() outcome {
 		first = append(first, `,"arguments":""}}]}`...)
 		first = append(first, choiceEnd...)
 		frames = append([][]byte{first}, toolArgFrames...)
+		if c.calls != nil {
+			frames = parallelFrames(c.calls)
+		}
 		finish = p.finishToolCalls
+	} else if c.quote != nil {
+		frames, finish = deltaFrames(c.quote), p.finishStop
 	} else {
 		var n int
 		n, finish, _ = c.contentCount()
 		frames = p.deltaSuffix[:n]
 	}
+
+	frames = c.withReasoning(frames)
 
 	// Headers go out at once; the role chunk waits for the first token.
 	if p.opts.TTFT > 0 {
@@ -390,6 +411,8 @@ func (c *chat) complete() outcome {
 	n, _, reason := c.contentCount()
 	if c.tool != "" {
 		n, reason = len(toolArgFrames)+1, "tool_calls"
+	} else if c.quote != nil {
+		n, reason = len(c.quote), "stop"
 	}
 	if !c.wait(p.opts.TTFT) {
 		return outCancelled
@@ -407,13 +430,22 @@ func (c *chat) complete() outcome {
 	b = strconv.AppendInt(b, c.start.Unix(), 10)
 	b = append(b, p.completionTail...)
 	if c.tool != "" {
-		b = append(b, `null,"reasoning_content":null,"tool_calls":[{"id":"`...)
-		b = append(b, toolCallID()...)
-		b = append(b, `","type":"function","function":{"name":`...)
-		b = append(b, jsonString(c.tool)...)
-		b = append(b, `,"arguments":`...)
-		b = append(b, jsonString(toolArgs)...)
-		b = append(b, `}}]}`...)
+		if c.calls != nil {
+			b = append(b, `null,"reasoning_content":null,"tool_calls":`...)
+			b = appendParallelCalls(b, c.calls)
+			b = append(b, '}')
+		} else {
+			b = append(b, `null,"reasoning_content":null,"tool_calls":[{"id":"`...)
+			b = append(b, toolCallID()...)
+			b = append(b, `","type":"function","function":{"name":`...)
+			b = append(b, jsonString(c.tool)...)
+			b = append(b, `,"arguments":`...)
+			b = append(b, jsonString(toolArgs)...)
+			b = append(b, `}}]}`...)
+		}
+	} else if c.quote != nil {
+		b = append(b, jsonString(strings.Join(c.quote, ""))...)
+		b = append(b, `,"reasoning_content":null,"tool_calls":[]}`...)
 	} else {
 		if n == len(p.opts.Deltas) {
 			b = append(b, p.fullContent...)
@@ -426,6 +458,7 @@ func (c *chat) complete() outcome {
 		}
 		b = append(b, `,"reasoning_content":null,"tool_calls":[]}`...)
 	}
+	b = c.reasoningMessage(b)
 	b = append(b, `,"logprobs":null,"finish_reason":"`...)
 	b = append(b, reason...)
 	b = append(b, `","stop_reason":null}],`...)

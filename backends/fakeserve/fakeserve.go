@@ -6,14 +6,20 @@
 // time-to-first-token and pace, and can be switched at runtime into one of
 // the failure [Mode]s a router must survive (refused connections, error
 // statuses, hangs, cut streams, in-band errors, malformed chunks, a missing
-// [DONE]). Two extra endpoints exist for manual testing: POST /fake/mode with
+// [DONE]). It also answers the OpenAI-style audio endpoints (audio.go). Two
+// extra endpoints exist for manual testing: POST /fake/mode with
 // {"mode":"cut"} switches the mode and GET /fake/stats returns [Stats] as JSON.
 //
 // Like vLLM, a chat request may omit "model"; a different model is a 404.
 // Every delta counts as one completion token; prompt_tokens is approximated
 // as one token per four request-body bytes. A request with "tools" is
 // answered with a call of the first tool (or the one named by tool_choice;
-// tool_choice "none" gets content) with the arguments {"city":"Paris"}.
+// tool_choice "none" gets content) with the arguments {"city":"Paris"}; a
+// request whose last message is a tool result is answered with text quoting
+// it ([ToolResultPrefix] + the result), which ends a client's tool loop.
+//
+// POST /v1/messages answers Anthropic Messages requests the same way, with
+// Anthropic's framing, errors and failure modes (anthropic.go).
 //
 // The zero-delay path is built for benchmarks: everything that does not depend
 // on the request is encoded once per [Options] change, and a stream with no
@@ -85,6 +91,7 @@ const (
 var allModes = []Mode{
 	ModeOK, ModeRefuse, ModeStatus503, ModeStatus400, ModeStatus500, ModeHang,
 	ModeCut, ModeInbandError, ModeMidstreamError, ModeMalformed, ModeNoDone,
+	ModeAudioWrongType, ModeAudioMalformed, ModeAudioRedirect, // audio.go
 }
 
 // Modes returns every known mode, ModeOK first.
@@ -132,6 +139,13 @@ type Options struct {
 	// Deltas are the exact content deltas to stream, one per frame and one
 	// completion token each (default DefaultDeltas).
 	Deltas []string
+	// Reasoning are reasoning deltas streamed before the answer under
+	// vLLM's "reasoning" key (reasoning_content in a non-streaming reply);
+	// each counts as a completion token (reasoning.go).
+	Reasoning []string
+	// ParallelTools answers a tool request with one call per declared tool
+	// instead of one call of the first (reasoning.go).
+	ParallelTools bool
 	// TTFT is the delay before the first content delta. Like vLLM, the role
 	// chunk is only sent when the first token is ready; the response headers
 	// are sent at once.
@@ -163,6 +177,7 @@ func (o Options) normalized() Options {
 	} else {
 		o.Deltas = slices.Clone(o.Deltas)
 	}
+	o.Reasoning = slices.Clone(o.Reasoning)
 	if o.TTFT < 0 {
 		o.TTFT = 0
 	}
@@ -229,6 +244,8 @@ type Server struct {
 
 	lastMu sync.Mutex
 	last   Recorded // Header is the request's own map; copied by LastRequest
+
+	audio audioState // audio.go
 }
 
 // New returns a Server configured by opts.
@@ -350,7 +367,7 @@ func (s *Server) noteCancelled() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if s.Mode() == ModeRefuse && !strings.HasPrefix(path, "/fake/") {
-		if path == chatPath {
+		if path == chatPath || path == messagesPath {
 			s.requests.Add(1)
 			s.aborted.Add(1)
 			if logf := s.plan.Load().opts.Logf; logf != nil {
@@ -367,10 +384,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.serveChat(w, r)
+	case messagesPath:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, http.MethodPost)
+			return
+		}
+		s.serveMessages(w, r)
 	case "/v1/embeddings":
 		s.servePurpose(w, r, "embeddings")
 	case "/v1/rerank":
 		s.servePurpose(w, r, "rerank")
+	case transcriptionsPath:
+		s.serveTranscription(w, r)
+	case speechPath:
+		s.serveSpeech(w, r)
 	case "/health":
 		if !isGet(r) {
 			methodNotAllowed(w, http.MethodGet)
@@ -387,7 +414,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p := s.plan.Load()
-		if !p.authorized(r) {
+		if !p.authorizedModels(r) {
 			writeJSON(w, http.StatusUnauthorized, bodyUnauthorized)
 			return
 		}
