@@ -159,9 +159,11 @@ func (p *prober) invalidate() {
 // probe asks the serve: GET health_path (2xx/3xx passes; redirects are not
 // followed), then, with model_identity, GET /v1/models and require the
 // tier's model among the ids.
-func (p *prober) probe() Readiness {
+func (p *prober) probe() (r Readiness) {
 	start := p.now()
-	r := Readiness{State: "unavailable", ExpectedModel: p.model}
+	r = Readiness{State: "unavailable", ExpectedModel: p.model}
+	// r is the named result so this stamp reaches the caller (and the
+	// cache, whose freshness test reads CheckedAt).
 	defer func() {
 		r.Latency = p.now().Sub(start)
 		r.CheckedAt = p.now()
