@@ -41,9 +41,13 @@ type Tier struct {
 	// Aliases that route here, in config order.
 	Aliases []string
 
-	chatURL   string
-	authValue string // "Bearer <token>" or "" — never logged
-	timeout   time.Duration
+	chatURL string
+	// authHeader carries authValue: "Authorization" with "Bearer <key>"
+	// for an OpenAI serve, "X-Api-Key" with the bare key for an Anthropic
+	// one. authValue is "" without a key and never logged.
+	authHeader string
+	authValue  string
+	timeout    time.Duration
 	// Pre-encoded operator overrides, applied to every body.
 	extraBody         []member
 	extraBodyDefaults []member
@@ -170,9 +174,16 @@ func newTier(tc config.Tier, relayTimeout time.Duration, lookup func(string) str
 	default:
 		return nil, fmt.Errorf("unsupported dialect %q", tc.Dialect)
 	}
+	t.authHeader = "Authorization"
+	if tc.Dialect == "anthropic" {
+		t.authHeader = "X-Api-Key"
+	}
 	if tc.AuthEnv != "" {
 		if v := strings.TrimSpace(lookup(tc.AuthEnv)); v != "" {
-			t.authValue = "Bearer " + v
+			t.authValue = v
+			if tc.Dialect == "openai" {
+				t.authValue = "Bearer " + v
+			}
 		}
 	}
 	if tc.Model != "" {

@@ -59,7 +59,7 @@ func (t *Tier) LiveCapacity(ctx context.Context) Live {
 		return Live{Status: "unavailable", Reason: "metrics_transport"}
 	}
 	if t.authValue != "" {
-		req.Header.Set("Authorization", t.authValue)
+		req.Header.Set(t.authHeader, t.authValue)
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

@@ -24,18 +24,30 @@ var tokenFields = [...]string{"max_tokens", "max_completion_tokens", "max_output
 // operator's extra_body_defaults (soft) and extra_body (hard, last) applied.
 // Every other field, including its whitespace, is passed through untouched.
 func (t *Tier) PrepareOpenAI(req *jsonobj.Object) ([]byte, *Clamp) {
+	return t.prepare(req, true)
+}
+
+// prepare sets the model and the output cap and, with overrides, the
+// operator's extra_body_defaults (soft) and extra_body (hard, last).
+func (t *Tier) prepare(req *jsonobj.Object, overrides bool) ([]byte, *Clamp) {
 	var e jsonobj.Edit
 	if t.modelJSON != nil {
 		e.Set("model", t.modelJSON)
 	}
 	clamp := t.clampTokens(req, &e)
+	if overrides {
+		t.overrides(&e)
+	}
+	return req.Apply(&e), clamp
+}
+
+func (t *Tier) overrides(e *jsonobj.Edit) {
 	for _, m := range t.extraBodyDefaults {
 		e.Default(m.key, m.raw)
 	}
 	for _, m := range t.extraBody {
 		e.Set(m.key, m.raw)
 	}
-	return req.Apply(&e), clamp
 }
 
 // clampTokens applies max_output_tokens: a caller value above the cap is

@@ -83,7 +83,8 @@ func interrupted(detail string) *Error {
 func classifyStatus(status int, body []byte, retryAfter string) *Error {
 	e := &Error{Status: status, Detail: "upstream status " + strconv.Itoa(status)}
 	switch status {
-	case 429, 503:
+	case 429, 503, 529:
+		// 529 is Anthropic's "overloaded": the same signal as vLLM's 503.
 		e.Kind, e.Message = Unavailable, msgUnavailable
 		e.RetryAfter = cleanRetryAfter(retryAfter)
 	case 404:

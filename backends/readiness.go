@@ -44,12 +44,16 @@ type prober struct {
 	healthURL string
 	modelsURL string // identity check; "" when model_identity is off
 	model     string
-	authValue string
-	interval  time.Duration
-	timeout   time.Duration
-	maxBytes  int64
-	client    *http.Client
-	now       func() time.Time
+	// authHeader/authValue are the tier's own credentials, in its dialect's
+	// header; anthropic adds anthropic-version to the identity check.
+	authHeader string
+	authValue  string
+	anthropic  bool
+	interval   time.Duration
+	timeout    time.Duration
+	maxBytes   int64
+	client     *http.Client
+	now        func() time.Time
 
 	mu      sync.Mutex
 	last    *Readiness
@@ -63,14 +67,16 @@ func newProber(t *Tier, interval, timeout time.Duration, maxBytes int, client *h
 	}
 	origin := u.Scheme + "://" + u.Host
 	p := &prober{
-		healthURL: origin + t.HealthPath,
-		model:     t.Model,
-		authValue: t.authValue,
-		interval:  interval,
-		timeout:   timeout,
-		maxBytes:  int64(maxBytes),
-		client:    client,
-		now:       time.Now,
+		healthURL:  origin + t.HealthPath,
+		model:      t.Model,
+		authHeader: t.authHeader,
+		authValue:  t.authValue,
+		anthropic:  t.Dialect == "anthropic",
+		interval:   interval,
+		timeout:    timeout,
+		maxBytes:   int64(maxBytes),
+		client:     client,
+		now:        time.Now,
 	}
 	if t.ModelIdentity {
 		p.modelsURL = origin + "/v1/models"
@@ -230,7 +236,10 @@ func (p *prober) get(ctx context.Context, url string, identity bool) (int, []byt
 		// The tier key goes only to the identity check on the tier's
 		// own origin (redirects are never followed).
 		if p.authValue != "" {
-			req.Header.Set("Authorization", p.authValue)
+			req.Header.Set(p.authHeader, p.authValue)
+		}
+		if p.anthropic {
+			req.Header["Anthropic-Version"] = anthropicVersion
 		}
 	}
 	resp, err := p.client.Do(req)

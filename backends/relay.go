@@ -28,6 +28,12 @@ type RelayStats struct {
 // "data: [DONE]"), ErrClientGone if the caller left, or an *Error of Kind
 // Interrupted if the stream broke.
 func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
+	return relay(w, f, s, modelJSON)
+}
+
+// relay is RelayOpenAI and RelayAnthropic: the stream knows where its
+// events carry the model.
+func relay(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
 	var st RelayStats
 	for {
 		ev, data, err := s.Next()
@@ -37,7 +43,7 @@ func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStat
 		if err != nil {
 			return st, err
 		}
-		n, werr := writeEvent(w, ev, data, s.modelSpan(), modelJSON)
+		n, werr := writeEvent(w, ev, data, s.modelSpan(), modelJSON, s.rawName())
 		st.Events++
 		st.Bytes += int64(n)
 		if werr != nil {
@@ -51,9 +57,10 @@ func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStat
 	}
 }
 
-// writeEvent writes ev, splicing modelJSON over the top-level model value
-// of its data payload (at span).
-func writeEvent(w io.Writer, ev, data []byte, span jsonobj.Span, modelJSON []byte) (int, error) {
+// writeEvent writes ev, splicing modelJSON over the model value of its
+// data payload (at span). name is the event's "event:" name, kept if the
+// event has to be re-emitted.
+func writeEvent(w io.Writer, ev, data []byte, span jsonobj.Span, modelJSON, name []byte) (int, error) {
 	if modelJSON == nil || !span.Found() || bytes.Equal(data[span.Start:span.End], modelJSON) {
 		return w.Write(ev)
 	}
@@ -61,7 +68,11 @@ func writeEvent(w io.Writer, ev, data []byte, span jsonobj.Span, modelJSON []byt
 	off := dataOffset(ev, data)
 	if off < 0 {
 		// Multi-line data: re-emit as one data line with the model set.
-		out := append([]byte("data: "), jsonobj.ReplaceValue(nil, data, start, end, modelJSON)...)
+		var out []byte
+		if name != nil {
+			out = append(append(append(out, "event: "...), name...), '\n')
+		}
+		out = append(append(out, "data: "...), jsonobj.ReplaceValue(nil, data, start, end, modelJSON)...)
 		return w.Write(append(out, '\n', '\n'))
 	}
 	var n int

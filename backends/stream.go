@@ -36,11 +36,29 @@ type Stream struct {
 	usage []byte
 	// waited is the time spent blocked on the serve after the first event.
 	waited time.Duration
+
+	// anthropic: the serve speaks Anthropic Messages events (see
+	// anthropic_stream.go for this state).
+	anthropic bool
+	name      []byte // the current event's "event:" name
+	aspans    [len(anthropicKeys)]jsonobj.Span
+	aUsage    anthropicCounts
+	// tr, when set, turns the Anthropic events into OpenAI chunks; pending
+	// holds translated frames not yet returned.
+	tr      ChunkTranslator
+	pending []byte
+	trEnded bool
 }
 
 // Usage returns the token counts of the serve's last usage report (zeros
 // when it sent none).
-func (s *Stream) Usage() (prompt, completion int) { return ParseUsage(s.usage) }
+func (s *Stream) Usage() (prompt, completion int) {
+	if s.anthropic {
+		u := s.aUsage
+		return u.input + u.cacheRead + u.cacheCreate, u.output
+	}
+	return ParseUsage(s.usage)
+}
 
 // Waited is how long the relay waited on the serve after the first event:
 // with the time to that event, the serve's share of a stream.
@@ -61,7 +79,7 @@ func (t *Tier) OpenStream(ctx context.Context, body []byte) (*Stream, error) {
 	}
 	rd := readerPool.Get().(*bufio.Reader)
 	rd.Reset(x.body)
-	s := &Stream{x: x, rd: rd}
+	s := &Stream{x: x, rd: rd, anthropic: t.Dialect == "anthropic"}
 	if err := s.read(); err != nil {
 		s.Close()
 		if err == io.EOF {
@@ -72,6 +90,9 @@ func (t *Tier) OpenStream(ctx context.Context, body []byte) (*Stream, error) {
 			return nil, unavailable(e.Detail)
 		}
 		return nil, err
+	}
+	if s.anthropic {
+		return s.firstAnthropic()
 	}
 	if err := s.scan(); err != nil {
 		s.Close()
@@ -91,6 +112,7 @@ func (s *Stream) read() error {
 	for {
 		s.ev = s.ev[:0]
 		s.data = s.data[:0]
+		s.name = nil
 		dataLines := 0
 		for {
 			line, err := s.rd.ReadSlice('\n')
@@ -125,6 +147,10 @@ func (s *Stream) read() error {
 				}
 				s.data = append(s.data, v...)
 				dataLines++
+			} else if s.anthropic {
+				if v, ok := bytes.CutPrefix(text, []byte("event:")); ok {
+					s.name = bytes.TrimSpace(v)
+				}
 			}
 		}
 		if dataLines > 0 {
@@ -143,10 +169,17 @@ func lineStart(ev []byte, start int) int {
 
 // Next returns the next raw event (its bytes exactly as the serve sent
 // them) and its data payload. Both are valid until the following call.
-// At the serve's [DONE] it returns io.EOF. A stream that breaks — cut,
-// silent past the timeout, malformed, or an in-band error — returns an
-// *Error of Kind Interrupted (or ErrClientGone).
+// At the serve's [DONE] (an Anthropic serve's message_stop, relayed first)
+// it returns io.EOF. A stream that breaks — cut, silent past the timeout,
+// malformed, or an in-band error — returns an *Error of Kind Interrupted
+// (or ErrClientGone).
 func (s *Stream) Next() (event, data []byte, err error) {
+	if s.anthropic {
+		if s.tr != nil {
+			return s.nextTranslated()
+		}
+		return s.nextAnthropic()
+	}
 	if s.done {
 		return nil, nil, io.EOF
 	}
@@ -216,13 +249,33 @@ func (s *Stream) isError() bool {
 	return o.Found() && string(s.data[o.Start:o.End]) == `"error"`
 }
 
-// ModelSpan is where the current event's top-level model value sits in its
-// data payload.
-func (s *Stream) modelSpan() jsonobj.Span { return s.spans[keyModel] }
+// modelSpan is where the current event's model value sits in its data
+// payload: top-level in an OpenAI chunk (translated ones included),
+// message.model in an Anthropic message_start.
+func (s *Stream) modelSpan() jsonobj.Span {
+	if s.anthropic && s.tr == nil {
+		return s.messageModelSpan()
+	}
+	return s.spans[keyModel]
+}
+
+// rawName is the current event's "event:" name when Next returns the
+// serve's own Anthropic events, else nil.
+func (s *Stream) rawName() []byte {
+	if s.tr != nil {
+		return nil
+	}
+	return s.name
+}
 
 // Buffered reports whether a whole further event is already buffered, so the
 // relay can write it before flushing (fewer syscalls, no added delay).
 func (s *Stream) Buffered() bool {
+	if s.tr != nil {
+		// A buffered Anthropic event may translate to nothing (a ping, a
+		// block stop): only frames already translated count.
+		return len(s.pending) > 0
+	}
 	n := s.rd.Buffered()
 	if n == 0 {
 		return false

@@ -37,16 +37,27 @@ type exchange struct {
 
 // endpoint is one upstream URL with what calling it needs.
 type endpoint struct {
-	url       string
-	authValue string // "Bearer <token>" or ""
-	timeout   time.Duration
-	client    *http.Client
-	prober    *prober // marked down on a refused connection; may be nil
+	url        string
+	authHeader string // the header carrying authValue; "" means Authorization
+	authValue  string // "Bearer <token>", a bare Anthropic key, or ""
+	anthropic  bool   // an Anthropic Messages serve: send anthropic-version
+	timeout    time.Duration
+	client     *http.Client
+	prober     *prober // marked down on a refused connection; may be nil
+}
+
+// anthropicVersion is the Messages API version the router speaks to
+// Anthropic-dialect serves (contract §3.1).
+var anthropicVersion = []string{"2023-06-01"}
+
+// endpoint is the tier's chat endpoint.
+func (t *Tier) endpoint() endpoint {
+	return endpoint{url: t.chatURL, authHeader: t.authHeader, authValue: t.authValue, anthropic: t.Dialect == "anthropic", timeout: t.timeout, client: t.client, prober: t.prober}
 }
 
 // open sends body to the tier's chat endpoint.
 func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
-	return endpoint{url: t.chatURL, authValue: t.authValue, timeout: t.timeout, client: t.client, prober: t.prober}.open(parent, body, stream)
+	return t.endpoint().open(parent, body, stream)
 }
 
 // open posts body and returns once the serve has answered with headers.
@@ -67,8 +78,15 @@ func (t endpoint) open(parent context.Context, body []byte, stream bool) (*excha
 	} else {
 		req.Header["Accept"] = []string{"application/json"}
 	}
+	if t.anthropic {
+		req.Header["Anthropic-Version"] = anthropicVersion
+	}
 	if t.authValue != "" {
-		req.Header["Authorization"] = []string{t.authValue}
+		name := t.authHeader
+		if name == "" {
+			name = "Authorization"
+		}
+		req.Header[name] = []string{t.authValue}
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -168,10 +186,10 @@ type Reply struct {
 	ContentType string
 }
 
-// Complete sends a non-streaming request and returns the serve's whole
-// reply body, untouched.
+// Complete sends a non-streaming request in the tier's dialect and returns
+// the serve's whole reply body, untouched.
 func (t *Tier) Complete(ctx context.Context, body []byte) (*Reply, error) {
-	return endpoint{url: t.chatURL, authValue: t.authValue, timeout: t.timeout, client: t.client, prober: t.prober}.complete(ctx, body)
+	return t.endpoint().complete(ctx, body)
 }
 
 func (t endpoint) complete(ctx context.Context, body []byte) (*Reply, error) {

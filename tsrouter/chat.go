@@ -19,8 +19,10 @@ var (
 	sseDone          = []byte("data: [DONE]\n\n")
 )
 
-// chat serves POST /v1/chat/completions for OpenAI-dialect tiers: the body
-// is relayed as sent, with only the fields the router owns edited.
+// chat serves POST /v1/chat/completions. For an OpenAI-dialect tier the
+// body is relayed as sent, with only the fields the router owns edited; an
+// Anthropic tier gets it translated (complete and openStream), and its
+// reply comes back as OpenAI chunks the same relay writes.
 func (h *Handler) chat(w *recorder, r *http.Request, rec *record) {
 	h.metrics.InFlight(1)
 	defer h.metrics.InFlight(-1)
@@ -88,17 +90,26 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, tier *back
 	defer h.closeStream(s, rec)
 	f := flusher{w}
 	st, err := backends.RelayOpenAI(w, f, s, modelJSON)
+	h.endRelay(w, f, st, err, rec, served, envOpenAI, sseDone)
+}
+
+// endRelay finishes a relayed stream: after a clean end it writes done (the
+// dialect's terminator, if the relay did not pass the serve's on), after
+// a break one error frame in env and nothing else.
+func (h *Handler) endRelay(w http.ResponseWriter, f flusher, st backends.RelayStats, err error, rec *record, served string, env envelope, done []byte) {
 	rec.events = st.Events
 	switch {
 	case err == nil:
-		w.Write(sseDone)
-		f.Flush()
+		if done != nil {
+			w.Write(done)
+			f.Flush()
+		}
 		rec.decide(served, "served")
 	case errors.Is(err, backends.ErrClientGone):
 		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected; upstream cancelled"
 	default:
-		w.Write(streamErrorFrame(envOpenAI))
+		w.Write(streamErrorFrame(env))
 		f.Flush()
 		rec.decide("backend_error_interrupted", "error")
 		rec.detail = "stream interrupted: " + err.Error()
@@ -226,44 +237,70 @@ func setClampHeaders(h http.Header, c *backends.Clamp) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // admitToTier runs the gates every chat-shaped request passes once its
-// tier is known — tool support, context window, the tier's dialect,
-// admission — answering refusals in env. On success the caller holds the
-// lease until it returns and sends upBody.
+// tier is known — tool support, context window, admission — answering
+// refusals in env. req is an OpenAI Chat body; upBody is it prepared for
+// complete and openStream, which translate it for an Anthropic tier. On
+// success the caller holds the lease until it returns.
 func (h *Handler) admitToTier(w http.ResponseWriter, r *http.Request, rec *record, tier *backends.Tier, req *jsonobj.Object, env envelope, toolStructure bool) (lease *backends.Lease, upBody []byte, served string, ok bool) {
+	lease, ok = h.admitGates(w, r, rec, tier, req, env, toolStructure)
+	if !ok {
+		return nil, nil, "", false
+	}
+	var clamp *backends.Clamp
+	if tier.Dialect == "anthropic" {
+		upBody, clamp = tier.PrepareForTranslation(req)
+	} else {
+		upBody, clamp = tier.PrepareOpenAI(req)
+	}
+	return lease, upBody, noteClamp(w, clamp), true
+}
+
+// admitGates is admitToTier without preparing a body. req is the request
+// as OpenAI Chat (the gates read its messages).
+func (h *Handler) admitGates(w http.ResponseWriter, r *http.Request, rec *record, tier *backends.Tier, req *jsonobj.Object, env envelope, toolStructure bool) (*backends.Lease, bool) {
 	switch {
 	case !tier.ToolSupport && toolStructure:
 		rec.decide("tools_unsupported", "skipped")
 		rec.detail = "tools requested on a tier without tool support"
 		writeError(w, env, errExhausted(h.backends.ExhaustionStatus, ""))
-		return nil, nil, "", false
+		return nil, false
 	case tier.OverContext(req):
 		rec.decide("over_context", "skipped")
 		rec.detail = "prompt exceeds the tier's context window"
 		writeError(w, env, errOverContext)
-		return nil, nil, "", false
-	case tier.Dialect != "openai":
-		rec.decide("dialect_unsupported", "skipped")
-		rec.detail = "Anthropic-dialect tiers are not relayed in this build"
-		writeError(w, env, &apiError{Status: http.StatusNotImplemented, Type: "not_implemented", Message: "this model's serve speaks another dialect; relaying to it is not available yet"})
-		return nil, nil, "", false
+		return nil, false
 	}
 	lease, err := tier.Admit(r.Context())
 	if err != nil {
 		h.upstreamFailed(w, env, err, rec)
-		return nil, nil, "", false
+		return nil, false
 	}
-	upBody, clamp := tier.PrepareOpenAI(req)
-	served = "served"
-	if clamp != nil {
-		setClampHeaders(w.Header(), clamp)
-		served = "served_output_clamped"
-	}
-	return lease, upBody, served, true
+	return lease, true
 }
 
-// complete sends a non-streaming request and returns the serve's JSON
-// reply, answering failures in env.
+// noteClamp reports a lowered output cap in the response headers and
+// returns the decision reason for a served request.
+func noteClamp(w http.ResponseWriter, clamp *backends.Clamp) (served string) {
+	if clamp == nil {
+		return "served"
+	}
+	setClampHeaders(w.Header(), clamp)
+	return "served_output_clamped"
+}
+
+// complete sends a non-streaming OpenAI Chat request and returns the
+// serve's OpenAI JSON reply, answering failures in env. An Anthropic tier
+// is sent the request translated and its reply comes back translated.
 func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Reply, bool) {
+	if tier.Dialect == "anthropic" {
+		return h.completeTranslated(w, r, tier, body, rec, env)
+	}
+	return h.completeNative(w, r, tier, body, rec, env)
+}
+
+// completeNative sends body in the tier's own dialect and returns its JSON
+// reply as it came.
+func (h *Handler) completeNative(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Reply, bool) {
 	up := time.Now()
 	reply, err := tier.Complete(r.Context(), body)
 	rec.upstream = time.Since(up)
@@ -278,10 +315,20 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, tier *backend
 	return reply, true
 }
 
-// openStream opens the serve's stream and, once its first event is in,
-// commits the 200 and the SSE headers. Failures before that are answered
-// in env. The caller defers closeStream.
+// openStream opens the serve's stream for an OpenAI Chat body and, once
+// its first event is in, commits the 200 and the SSE headers. Failures
+// before that are answered in env. The stream yields OpenAI chunks — an
+// Anthropic tier's events translated. The caller defers closeStream.
 func (h *Handler) openStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Stream, bool) {
+	if tier.Dialect == "anthropic" {
+		return h.openStreamTranslated(w, r, tier, body, rec, env)
+	}
+	return h.openStreamNative(w, r, tier, body, rec, env)
+}
+
+// openStreamNative is openStream for a body in the tier's own dialect: the
+// stream yields the serve's own events.
+func (h *Handler) openStreamNative(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, rec *record, env envelope) (*backends.Stream, bool) {
 	up := time.Now()
 	s, err := tier.OpenStream(r.Context(), body)
 	rec.upstream = time.Since(up)

@@ -11,10 +11,11 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 )
 
-// messages serves POST /v1/messages (Anthropic Messages) on OpenAI-dialect
-// tiers: the request is translated to OpenAI Chat, relayed with the same
-// gates as chat, and the reply — streamed event by event — translated
-// back. Errors use the Anthropic envelope, so the SDK raises its classes.
+// messages serves POST /v1/messages (Anthropic Messages). On an
+// OpenAI-dialect tier the request is translated to OpenAI Chat, relayed
+// with the same gates as chat, and the reply — streamed event by event —
+// translated back; an Anthropic tier gets it as sent (messagesNative).
+// Errors use the Anthropic envelope, so the SDK raises its classes.
 func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 	h.metrics.InFlight(1)
 	defer h.metrics.InFlight(-1)
@@ -42,6 +43,10 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 	req, err := jsonobj.Parse(out)
 	if err != nil {
 		writeError(w, envAnthropic, errBadRequest("bad request body"))
+		return
+	}
+	if tier.Dialect == "anthropic" {
+		h.messagesNative(w, r, rec, tier, body, req, info)
 		return
 	}
 	lease, upBody, served, ok := h.admitToTier(w, r, rec, tier, req, envAnthropic, info.ToolStructure)

@@ -8,10 +8,11 @@ import (
 // anthropicReplyIn is the part of a Messages response the translation
 // reads.
 type anthropicReplyIn struct {
-	Type       string            `json:"type"`
-	Content    []json.RawMessage `json:"content"`
-	StopReason json.RawMessage   `json:"stop_reason"`
-	Usage      json.RawMessage   `json:"usage"`
+	Type         string            `json:"type"`
+	Content      []json.RawMessage `json:"content"`
+	StopReason   json.RawMessage   `json:"stop_reason"`
+	StopSequence json.RawMessage   `json:"stop_sequence"`
+	Usage        json.RawMessage   `json:"usage"`
 }
 
 type chatCompletionOut struct {
@@ -28,6 +29,9 @@ type chatChoiceOut struct {
 	Message      chatMessageOut `json:"message"`
 	Logprobs     *struct{}      `json:"logprobs"`
 	FinishReason string         `json:"finish_reason"`
+	// StopReason is the stop string that ended the answer, where vLLM
+	// reports it (OpenAI has no field for it).
+	StopReason *string `json:"stop_reason,omitempty"`
 }
 
 type chatMessageOut struct {
@@ -107,6 +111,9 @@ func AnthropicResponseToOpenAI(body []byte, model string) ([]byte, error) {
 		Model:   model,
 		Choices: []chatChoiceOut{{Message: msg, FinishReason: openaiFinishReason(str(r.StopReason), len(calls) > 0)}},
 		Usage:   u.openai(),
+	}
+	if seq := str(r.StopSequence); seq != "" && str(r.StopReason) == "stop_sequence" {
+		out.Choices[0].StopReason = &seq
 	}
 	return marshal(&out), nil
 }

@@ -27,10 +27,12 @@ type OpenAIStream struct {
 	blocks []streamBlock
 	tools  int // tool calls so far: the next one's OpenAI index
 	stop   string
-	usage  anthropicCounts
-	gotUse bool
-	est    estimator
-	buf    []byte
+	// stopSeq is the stop string (raw JSON) message_delta named.
+	stopSeq []byte
+	usage   anthropicCounts
+	gotUse  bool
+	est     estimator
+	buf     []byte
 }
 
 // streamBlock maps an Anthropic block index to what it carries.
@@ -151,8 +153,11 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 	case `"message_delta"`:
 		d := members(delta)
 		for k, v, ok := d.member(); ok; k, v, ok = d.member() {
-			if string(k) == "stop_reason" && nonEmptyString(v) {
+			switch {
+			case string(k) == "stop_reason" && nonEmptyString(v):
 				s.stop = string(v[1 : len(v)-1])
+			case string(k) == "stop_sequence" && nonEmptyString(v):
+				s.stopSeq = append(s.stopSeq[:0], v...)
 			}
 		}
 		if isObject(usage) {
@@ -290,7 +295,18 @@ func (s *OpenAIStream) Finish() []byte {
 	if !s.started {
 		s.buf = s.appendStart(s.buf)
 	}
-	s.delta("{}", openaiFinishReason(s.stop, s.tools > 0))
+	finish := openaiFinishReason(s.stop, s.tools > 0)
+	if s.stop == "stop_sequence" && s.stopSeq != nil {
+		// vLLM's shape: the matched stop string beside finish_reason.
+		s.deltaHead()
+		s.buf = append(s.buf, `{},"logprobs":null,"finish_reason":`...)
+		s.buf = appendString(s.buf, finish)
+		s.buf = append(s.buf, `,"stop_reason":`...)
+		s.buf = append(s.buf, s.stopSeq...)
+		s.buf = append(s.buf, "}]}\n\n"...)
+	} else {
+		s.delta("{}", finish)
+	}
 	if s.info.IncludeUsage {
 		u := s.usage
 		if !s.gotUse {
