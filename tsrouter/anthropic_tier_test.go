@@ -382,3 +382,24 @@ func TestAnthropicTierReadiness(t *testing.T) {
 }
 
 var anthropicAuth = []string{"X-Api-Key", routerToken, "Anthropic-Version", "2023-06-01"}
+
+// TestResponsesCallerOnAnthropicTier: the Responses API reaches an
+// Anthropic tier through the same translation (its handler only sees
+// OpenAI Chat replies and chunks).
+func TestResponsesCallerOnAnthropicTier(t *testing.T) {
+	fake, base := startAnthropic(t, fakeserve.Options{}, "")
+	full := strings.Join(fakeserve.DefaultDeltas(), "")
+	for _, stream := range []bool{false, true} {
+		t.Run(map[bool]string{true: "stream", false: "non-stream"}[stream], func(t *testing.T) {
+			body := `{"model":"chat","input":"hi","stream":` + map[bool]string{true: "true", false: "false"}[stream] + `}`
+			resp := post(t, t.Context(), base+"/v1/responses", body, openaiAuth...)
+			got := readAll(t, resp)
+			if resp.StatusCode != 200 || !strings.Contains(got, `"text":`+jsonOf(full)) || !strings.Contains(got, `"cached_tokens":`) {
+				t.Errorf("status %d: %s", resp.StatusCode, got)
+			}
+			if rec := fake.LastRequest(); rec.Path != "/v1/messages" || rec.Header.Get("Anthropic-Version") == "" {
+				t.Errorf("upstream request %s %v", rec.Path, rec.Header)
+			}
+		})
+	}
+}

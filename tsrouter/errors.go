@@ -67,6 +67,12 @@ func errBadRequest(msg string) *apiError {
 	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Message: msg}
 }
 
+// errUnsupported refuses a request feature the router does not offer
+// (the Responses allow-list, contract §2.4); msg names the fields.
+func errUnsupported(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Type: "unsupported_feature", Message: msg}
+}
+
 func errMethod(allow string) *apiError {
 	return &apiError{Status: http.StatusMethodNotAllowed, Type: "method_not_allowed", Message: "method not allowed; use " + allow}
 }

@@ -74,7 +74,7 @@ type Handler struct {
 
 // routes lists the paths /healthz advertises.
 var routes = []string{
-	"/metrics", "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
+	"/metrics", "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
 	"/v1/models/capacity", "/v1/models/fingerprints", "/v1/requests/{request_id}", "/v1/router/status", "/v1/stats",
 }
 
@@ -129,7 +129,7 @@ func New(opts Options) *Handler {
 	}
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
-		"dialects": []string{"anthropic", "openai"},
+		"dialects": []string{"anthropic", "openai", "responses"},
 		"routes":   slices.Sorted(slices.Values(served)),
 	})
 	h.modelsBody = modelsJSON(opts.Backends, nil)
@@ -250,6 +250,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 			return
 		}
 		h.countTokens(w, r, rec)
+	case "/v1/responses":
+		if r.Method != http.MethodPost {
+			allow(w, envResponses, "POST")
+			return
+		}
+		h.responses(rw, r, rec)
 	case "/v1/embeddings", "/v1/rerank":
 		if r.Method != http.MethodPost {
 			allow(w, envGeneric, "POST")
@@ -360,6 +366,8 @@ func envelopeFor(path string) envelope {
 		return envOpenAI
 	case "/v1/messages", "/v1/messages/count_tokens":
 		return envAnthropic
+	case "/v1/responses":
+		return envResponses
 	}
 	return envGeneric
 }

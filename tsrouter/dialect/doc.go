@@ -1,4 +1,4 @@
-// Package dialect translates between the wire formats callers and serves speak: Anthropic Messages and OpenAI Chat Completions.
+// Package dialect translates between the wire formats callers and serves speak: Anthropic Messages and OpenAI Chat Completions, and for callers the OpenAI Responses API.
 //
 // It is pure: bytes in, bytes out, no I/O. The handler decides when to
 // translate (caller dialect differs from the tier's) and owns HTTP,
@@ -21,6 +21,22 @@
 // OpenAIStream: Start, Event per Anthropic event payload, Finish, which
 // also writes "data: [DONE]", or ErrorEvent).
 //
+// # Responses caller, OpenAI serve
+//
+// ResponsesToOpenAI is strict (contract §2.4): a top-level member outside
+// the allow-list, or a feature the router cannot honour, is an
+// *UnsupportedError naming every such field (400 unsupported_feature); a
+// malformed value is a *RequestError. OpenAIResponseToResponses
+// translates a non-streaming reply; NewResponsesStream returns a
+// ResponsesStream (Start, Chunk per event payload, Finish or ErrorEvent)
+// that emits the official event sequence with sequence_number, text,
+// reasoning and function-call arguments as they arrive, each parallel
+// tool call its own item. Reasoning becomes a reasoning item with
+// reasoning_text content, and reasoning items sent back as input become
+// the next assistant turn's reasoning_content. A reply cut at the length
+// limit is status "incomplete" (stream: response.incomplete) with
+// incomplete_details {reason: "max_output_tokens"}.
+//
 // # Decisions
 //
 // Thinking. A request's "thinking" becomes chat_template_kwargs
@@ -42,7 +58,9 @@
 // numeric one (a stop token) is end_turn. A reply that ends in tool calls
 // is tool_use (tool_calls the other way) even when the serve says "stop" —
 // vLLM does for forced tool choice — unless it was cut at the length limit:
-// agent loops run tools only on that reason.
+// agent loops run tools only on that reason. The other way, an Anthropic
+// stop_sequence becomes the choice's stop_reason, where vLLM reports the
+// matched stop string, beside finish_reason "stop".
 //
 // Usage. Anthropic's input_tokens excludes cache reads, OpenAI's
 // prompt_tokens includes them: cached_tokens moves to
