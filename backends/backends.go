@@ -33,6 +33,8 @@ type Set struct {
 	probeInterval    time.Duration
 	probeBackground  bool
 	purposes         []*Purpose
+	audio            []*AudioRoute
+	audioLimits      AudioLimits
 }
 
 // Tier is one chat serve, ready to receive requests.
@@ -119,6 +121,7 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 		opts.Logger = slog.Default()
 	}
 	s.newPurposes(cfg, opts.LookupEnv, opts.Logger)
+	s.newAudioRoutes(cfg, opts.LookupEnv, opts.Logger)
 	for _, r := range cfg.Router.Routes {
 		t := byID[r.TierID]
 		if t == nil {
@@ -282,7 +285,10 @@ func (s *Set) OnAdmissionChange(fn func()) {
 }
 
 // CloseIdle closes pooled upstream connections (on shutdown).
-func (s *Set) CloseIdle() { s.client.CloseIdleConnections() }
+func (s *Set) CloseIdle() {
+	s.client.CloseIdleConnections()
+	s.closeIdleAudio()
+}
 
 // Timeout is the tier's relay timeout: connect, time to headers, and every
 // gap between upstream reads.

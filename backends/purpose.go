@@ -13,6 +13,8 @@ import (
 type Purpose struct {
 	config.PurposeModel
 	ep endpoint
+	// prober feeds /v1/health/tiers (requests are not gated on it).
+	prober *prober
 }
 
 // purposeKinds maps a kind to its upstream path.
@@ -41,8 +43,19 @@ func (s *Set) newPurposes(cfg *config.Config, lookup func(string) string, log *s
 			authValue: auth,
 			timeout:   timeout,
 			client:    s.client,
-		}})
+		}, prober: newServiceProber(pm.BaseURL, pm.Model, cfg.Router.AvailabilityProbeInterval, cfg.Router.AvailabilityProbeTimeout, s.client)})
 	}
+}
+
+// Purposes returns the bound purpose models in config order.
+func (s *Set) Purposes() []*Purpose { return s.purposes }
+
+// Readiness probes (through the cache) whether the purpose serve answers.
+func (p *Purpose) Readiness() Readiness {
+	if p.prober == nil {
+		return Readiness{Available: true, State: "ready", Reason: ReasonNotConfigured, ExpectedModel: p.Model}
+	}
+	return p.prober.check()
 }
 
 // Purpose finds the serve for (kind, model); model matches exactly.

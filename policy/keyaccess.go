@@ -73,8 +73,9 @@ const (
 	PathOpen
 	// PathInference: /v1/chat/completions, /v1/completions, /v1/responses,
 	// /v1/images/{generations,edits,variations} (seed), the Anthropic
-	// messages and count_tokens paths, /v1/embeddings and /v1/rerank.
-	// Protected; scope write.
+	// messages and count_tokens paths, /v1/embeddings, /v1/rerank and
+	// the audio gateway's /v1/audio/{transcriptions,speech}. Protected;
+	// scope write.
 	PathInference
 	// PathModels: /v1/models (seed), /v1/models/{id}, /v1/models/extended,
 	// /anthropic/v1/models. Protected; scope read.
@@ -136,6 +137,8 @@ var exactClasses = map[string]PathClass{
 	"/anthropic/v1/messages/count_tokens": PathInference,
 	"/v1/embeddings":                      PathInference,
 	"/v1/rerank":                          PathInference,
+	"/v1/audio/transcriptions":            PathInference,
+	"/v1/audio/speech":                    PathInference,
 	"/v1/models":                          PathModels,
 	"/v1/models/extended":                 PathModels,
 	"/anthropic/v1/models":                PathModels,

@@ -48,6 +48,23 @@ var (
 	errModelUnknown = &apiError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
 )
 
+// Audio gateway errors (contract §2.6). Framing refusals close the
+// connection: the rest of the stream cannot be trusted or was not read.
+var (
+	errAudioLength         = &apiError{Status: http.StatusLengthRequired, Type: "invalid_request", Message: "audio requests need a Content-Length; chunked request bodies are not supported", Close: true}
+	errAudioBodyTooLarge   = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "audio request body too large", Close: true}
+	errAudioInputTooLarge  = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "audio_b64 decodes to more than audio_max_input_bytes"}
+	errAudioTextTooLong    = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "input is longer than audio_max_text_chars characters"}
+	errAudioOutputTooLarge = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "synthesized audio exceeds audio_max_output_bytes"}
+	errAudioRouteNotFound  = &apiError{Status: http.StatusNotFound, Type: "route_not_found", Message: "unknown audio route for this endpoint"}
+	errAudioRouteForbidden = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this audio route is not permitted for this caller"}
+	errAudioNotFinal       = &apiError{Status: http.StatusUnprocessableEntity, Type: "unsupported_audio_mode", Message: "only final transcription is supported; send is_final: true"}
+	errAudioBusy           = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "audio gateway busy; try again later"}
+	errAudioUpstream       = &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Message: "audio upstream failed"}
+	errAudioTimeout        = &apiError{Status: http.StatusGatewayTimeout, Type: "upstream_timeout", Message: "audio upstream timed out"}
+	errAudioInternal       = &apiError{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal audio gateway error"}
+)
+
 // errRateLimited is 429 with the seconds until the caller's bucket has a
 // request again.
 func errRateLimited(retryAfter int) *apiError {

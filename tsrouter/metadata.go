@@ -124,29 +124,59 @@ func nilIfBlank(s string) any {
 	return s
 }
 
-// healthTiers serves GET /v1/health/tiers: one row per chat serve.
+// healthTiers serves GET /v1/health/tiers: one row per serve — chat tiers
+// (role llm), then purpose models (embeddings, rerank), then the audio
+// routes the gateway serves (stt, tts), each in config order. Purpose and
+// audio rows come from an unauthenticated GET of the serve's /v1/models,
+// cached like tier probes; those probes run in parallel so one hung serve
+// costs one probe timeout, not one per row.
 func (h *Handler) healthTiers(w http.ResponseWriter, r *http.Request) {
-	rows := []map[string]any{}
+	type entry struct {
+		id, role string
+		check    func() backends.Readiness
+	}
+	var entries []entry
 	for _, t := range h.backends.Tiers() {
-		rd := t.Readiness()
-		status := "down"
-		switch {
-		case rd.Available:
-			status = "up"
-		case strings.HasPrefix(rd.Reason, backends.ReasonIdentityMismatch):
-			status = "degraded"
-		}
-		var last any
-		if !rd.CheckedAt.IsZero() {
-			last = rd.CheckedAt.UTC().Format("2006-01-02T15:04:05.000Z")
-		}
-		var latency any
-		if rd.Latency > 0 {
-			latency = math.Round(float64(rd.Latency.Microseconds())/10) / 100
-		}
-		rows = append(rows, map[string]any{"id": t.ID, "role": "llm", "status": status, "last_check": last, "latency_ms": latency, "reason": safeReason(rd.Reason)})
+		entries = append(entries, entry{t.ID, "llm", t.Readiness})
+	}
+	for _, p := range h.backends.Purposes() {
+		role := map[string]string{"embedding": "embeddings", "rerank": "rerank"}[p.Kind]
+		entries = append(entries, entry{p.ID, role, p.Readiness})
+	}
+	for _, a := range h.audioGW.routes {
+		entries = append(entries, entry{a.ID, a.Purpose, a.Readiness})
+	}
+	results := make([]backends.Readiness, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Go(func() { results[i] = e.check() })
+	}
+	wg.Wait()
+	rows := make([]map[string]any, 0, len(entries))
+	for i, e := range entries {
+		rows = append(rows, healthRow(e.id, e.role, results[i]))
 	}
 	writeJSONValue(w, http.StatusOK, map[string]any{"tiers": rows})
+}
+
+// healthRow is one row of /v1/health/tiers: fixed tokens, no URLs.
+func healthRow(id, role string, rd backends.Readiness) map[string]any {
+	status := "down"
+	switch {
+	case rd.Available:
+		status = "up"
+	case strings.HasPrefix(rd.Reason, backends.ReasonIdentityMismatch):
+		status = "degraded"
+	}
+	var last any
+	if !rd.CheckedAt.IsZero() {
+		last = rd.CheckedAt.UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	var latency any
+	if rd.Latency > 0 {
+		latency = math.Round(float64(rd.Latency.Microseconds())/10) / 100
+	}
+	return map[string]any{"id": id, "role": role, "status": status, "last_check": last, "latency_ms": latency, "reason": safeReason(rd.Reason)}
 }
 
 // routerStatus serves GET /v1/router/status.

@@ -70,6 +70,7 @@ type Handler struct {
 	limiter    *policy.RateLimiter
 	keys       *KeyRing
 	adminToken policy.Token
+	audioGW    *audioGateway
 }
 
 // routes lists the paths /healthz advertises.
@@ -127,6 +128,8 @@ func New(opts Options) *Handler {
 			served = append(served, path)
 		}
 	}
+	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
+	served = append(served, h.audioGW.paths()...)
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
 		"dialects": []string{"anthropic", "openai", "responses"},
@@ -262,6 +265,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 			return
 		}
 		h.purpose(rw, r, rec, purposePaths[path])
+	case "/v1/audio/transcriptions", "/v1/audio/speech":
+		// Unbound endpoints are 404 for every method; serveAudio decides.
+		h.serveAudio(rw, r, rec, path)
 	case "/v1/decisions", "/v1/stats":
 		if !isGet(r.Method) {
 			allow(w, envGeneric, "GET")
