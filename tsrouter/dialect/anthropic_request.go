@@ -88,7 +88,17 @@ type anthropicRequest struct {
 	Stream        json.RawMessage `json:"stream"`
 	Metadata      json.RawMessage `json:"metadata"`
 	Thinking      json.RawMessage `json:"thinking"`
+	// Thread asks for server-side conversation state (the SDK tool
+	// runner's default): refused, see errThread.
+	Thread json.RawMessage `json:"thread"`
 }
+
+// errThread refuses server-side message threads. The router and the
+// serves keep no conversation: a "continue" turn carries only the new
+// messages, so relaying it would hand the serve a tool_result without its
+// tool_use and tools. The SDK's tool runner sends the whole history with
+// thread: false.
+var errThread = &RequestError{Message: "thread: this endpoint keeps no conversation state; send the whole conversation in messages (with the SDK tool runner, set thread: false)"}
 
 type anthropicMessage struct {
 	Role    string          `json:"role"`
@@ -211,6 +221,9 @@ func AnthropicToOpenAI(body []byte, opts ToOpenAIOptions) (out []byte, info Requ
 	var req anthropicRequest
 	if err := decodeObject(body, &req); err != nil {
 		return nil, RequestInfo{}, err
+	}
+	if t := string(req.Thread); t != "" && t != "null" && t != "false" {
+		return nil, RequestInfo{}, errThread
 	}
 	if len(req.MaxTokens) == 0 || string(req.MaxTokens) == "null" {
 		return nil, RequestInfo{}, &RequestError{Message: "max_tokens: field required"}

@@ -9,6 +9,8 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 )
 
+// Only the required fields are enforced, and server-side threads refused
+// (the router keeps no conversation); everything else malformed is skipped.
 func TestAnthropicToOpenAIRejectsOnlyRequiredFields(t *testing.T) {
 	for _, tc := range []struct {
 		name, body, want string
@@ -24,6 +26,8 @@ func TestAnthropicToOpenAIRejectsOnlyRequiredFields(t *testing.T) {
 		{"array body", `[{"max_tokens":10}]`, "request body must be a JSON object"},
 		{"not JSON", `max_tokens=10`, "request body must be a JSON object"},
 		{"empty", ``, "request body must be a JSON object"},
+		{"server-side thread", `{"max_tokens":10,"messages":[],"thread":{"type":"create"}}`, "thread: this endpoint keeps no conversation state; send the whole conversation in messages (with the SDK tool runner, set thread: false)"},
+		{"thread continue", `{"max_tokens":10,"messages":[],"thread":{"type":"continue","previous_message_id":"msg_1"}}`, "thread: this endpoint keeps no conversation state; send the whole conversation in messages (with the SDK tool runner, set thread: false)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := dialect.AnthropicToOpenAI([]byte(tc.body), dialect.ToOpenAIOptions{})
