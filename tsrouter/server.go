@@ -179,6 +179,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tail
 	// caller's own when it sent a usable one, else a generated one.
 	rec.requestID, rec.workbenchRunID, rec.taskID, _ = telemetry.Correlation(r.Header)
 	w.Header()[telemetry.HeaderRequestID] = []string{rec.requestID}
+	if envelopeFor(path) == envAnthropic {
+		// Anthropic's SDKs read the id from request-id (message._request_id,
+		// APIError.requestID), not from X-Request-Id.
+		w.Header()[telemetry.HeaderRequestIDLegacy] = []string{rec.requestID}
+	}
 	switch d {
 	case doorLocal:
 		// Without local_api the loopback listener is a health endpoint only.
