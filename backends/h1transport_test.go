@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // countingServer is an httptest server on 127.0.0.1 that counts the
@@ -381,4 +383,59 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// A buffered reply read through Complete must hand its connection back:
+// sequential requests to a serve share one connection, whether the serve
+// sends a Content-Length or chunks.
+func TestCompleteReusesTheConnection(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			srv := newCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", "application/json")
+				if chunked {
+					w.Write([]byte(`{"choices":`))
+					w.(http.Flusher).Flush()
+				} else {
+					w.Header().Set("Content-Length", "24")
+					w.Write([]byte(`{"choices":`))
+				}
+				w.Write([]byte(`[],"id":"x1"}`))
+			})
+			cfg, err := config.Parse("t.toml", []byte(`
+[[router.tiers]]
+id = "t"
+base_url = "`+srv.URL+`"
+dialect = "openai"
+context_limit = 4096
+privacy = "local"
+tool_support = true
+auth_env = "T_KEY"
+[router.model_routes]
+chat = "t"
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := New(cfg, Options{LookupEnv: func(string) string { return "" }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer set.CloseIdle()
+			tier, _ := set.Lookup("chat")
+			for i := range 4 {
+				reply, err := tier.Complete(t.Context(), []byte(`{"model":"m"}`))
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				if string(reply.Body) != `{"choices":[],"id":"x1"}` {
+					t.Fatalf("body %q", reply.Body)
+				}
+			}
+			if n := srv.conns.Load(); n != 1 {
+				t.Errorf("%d connections for 4 sequential replies, want 1", n)
+			}
+		})
+	}
 }

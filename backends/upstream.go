@@ -88,7 +88,7 @@ func (t endpoint) open(parent context.Context, body []byte, stream bool) (*excha
 		}
 		req.Header[name] = []string{t.authValue}
 	}
-	resp, err := t.client.Do(req)
+	resp, err := roundTrip(t.client, req)
 	if err != nil {
 		cause := context.Cause(ctx)
 		x.Close()
@@ -118,6 +118,17 @@ func (t endpoint) open(parent context.Context, body []byte, stream bool) (*excha
 		return nil, classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
 	}
 	return x, nil
+}
+
+// roundTrip sends req on the client's transport directly. http.Client adds
+// nothing the relay uses — it never follows redirects (a 3xx is a
+// classified failure either way) and has no client timeout — but costs a
+// header copy and a redirect bookkeeping per request on the hot path.
+func roundTrip(c *http.Client, req *http.Request) (*http.Response, error) {
+	if c.Transport == nil {
+		return c.Do(req)
+	}
+	return c.Transport.RoundTrip(req)
 }
 
 // transportReason names a transport failure without echoing addresses.
@@ -216,20 +227,39 @@ func (t endpoint) complete(ctx context.Context, body []byte) (*Reply, error) {
 
 var errTooLarge = errors.New("too large")
 
-// readAllLimit reads r to EOF into a buffer sized from Content-Length when
-// known, failing past limit.
+// readAllLimit reads r to EOF, failing past limit. With a known
+// Content-Length it reads into one buffer of exactly that size (a
+// bytes.Buffer sized to it still reallocates once, for its minimum read
+// space, doubling the copy of every reply), then reads on to the body's
+// end, which is what hands the connection back to the pool.
 func readAllLimit(r io.Reader, contentLength int64, limit int64) ([]byte, error) {
-	size := int64(512)
-	if contentLength > 0 && contentLength <= limit {
-		size = contentLength + 1 // +1 so the final Read sees EOF without growing
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > limit {
+	if contentLength > limit {
 		return nil, errTooLarge
 	}
-	return buf.Bytes(), nil
+	if contentLength < 0 {
+		b, err := io.ReadAll(io.LimitReader(r, limit+1))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) > limit {
+			return nil, errTooLarge
+		}
+		return b, nil
+	}
+	b := make([]byte, contentLength)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, err
+	}
+	var extra [1]byte
+	for {
+		n, err := r.Read(extra[:])
+		switch {
+		case n > 0:
+			return nil, errors.New("reply longer than its Content-Length")
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return nil, err
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package tsrouter
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -148,22 +147,26 @@ func (h *Handler) readBody(r *http.Request) ([]byte, *apiError) {
 	if r.ContentLength > h.maxBody {
 		return nil, errTooLarge
 	}
-	size := r.ContentLength
-	if size < 0 {
-		size = 4096
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, h.maxBody+1))
-	if n > h.maxBody {
-		return nil, errTooLarge
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		// One buffer of exactly the declared size; the server stops the
+		// body there.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, h.maxBody+1))
+		if int64(len(body)) > h.maxBody {
+			return nil, errTooLarge
+		}
 	}
 	if err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Message: "could not read request body", Close: true}
 	}
-	if buf.Len() == 0 {
+	if len(body) == 0 {
 		return []byte("{}"), nil
 	}
-	return buf.Bytes(), nil
+	return body, nil
 }
 
 // parseObject validates a JSON body and indexes its top-level members.
