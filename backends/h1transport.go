@@ -22,8 +22,8 @@ import (
 //
 // Request and response framing are the standard library's (Request.Write
 // and http.ReadResponse), so only connection management lives here:
-// pooling, staleness checks, cancellation, and one retry when a pooled
-// connection turns out to have been closed by the serve while idle.
+// pooling, staleness checks, cancellation, and one retry when a request
+// could not even be written to a pooled connection the serve had closed.
 // Anything that is not plain http (https serves) goes to fallback.
 type h1Transport struct {
 	dialer      net.Dialer
@@ -84,11 +84,15 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		c.nc.Close()
-		// A pooled connection the serve closed while it sat idle fails
-		// before any response byte arrives. The serve never saw the
-		// request, so sending it once more on a fresh connection is safe —
-		// provided the body can be replayed.
-		if reused && attempt == 0 && ctx.Err() == nil && isStaleConnErr(err) && (req.Body == nil || req.GetBody != nil) {
+		// A pooled connection the serve had reset can still pass the idle
+		// check (the reset arrives in between) and then fail the write.
+		// A request that could not be written was not received, so it is
+		// sent once more on a fresh connection, if its body can be
+		// replayed. Once written it is never resent, whatever happens
+		// next: the serve may already be generating for it (net/http does
+		// the same for POST).
+		var we writeError
+		if reused && attempt == 0 && ctx.Err() == nil && errors.As(err, &we) && isStaleConnErr(we.err) && (req.Body == nil || req.GetBody != nil) {
 			if req.GetBody != nil {
 				body, gerr := req.GetBody()
 				if gerr != nil {
@@ -116,10 +120,11 @@ func (t *h1Transport) exchange(ctx context.Context, c *h1Conn, req *http.Request
 	if err == nil {
 		err = c.bw.Flush()
 	}
-	var resp *http.Response
-	if err == nil {
-		resp, err = http.ReadResponse(c.br, req)
+	if err != nil {
+		stop()
+		return nil, writeError{err}
 	}
+	resp, err := http.ReadResponse(c.br, req)
 	if err != nil {
 		stop()
 		return nil, err
@@ -166,8 +171,14 @@ func (t *h1Transport) conn(ctx context.Context, addr string) (c *h1Conn, reused 
 	}, false, nil
 }
 
-// put returns a connection whose response was read to the end.
+// put returns a connection whose response was read to the end. Bytes
+// already buffered past that end belong to no request: such a connection
+// is out of step and is closed instead.
 func (t *h1Transport) put(c *h1Conn) {
+	if c.br.Buffered() > 0 {
+		c.nc.Close()
+		return
+	}
 	c.idleSince = time.Now()
 	t.mu.Lock()
 	if list := t.idle[c.addr]; len(list) < t.maxIdle {
@@ -236,9 +247,15 @@ func (b *h1Body) finish(eof bool) {
 	})
 }
 
-// isStaleConnErr reports whether err is how a connection the peer had
-// already closed fails on first use: end of stream or reset, before any
-// response arrived.
+// writeError marks a failure to send the request, as opposed to one while
+// waiting for or reading the response.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// isStaleConnErr reports whether err is how writing to a connection the
+// peer has already closed or reset fails.
 func isStaleConnErr(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isConnReset(err)
 }

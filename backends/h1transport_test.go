@@ -142,11 +142,11 @@ func TestH1TransportStaleConnection(t *testing.T) {
 	}
 }
 
-// The retry path: a connection that passes the idle check but dies when
-// used (the serve closed it at the same moment) is replayed once, on a new
-// connection, with the whole body.
-func TestH1TransportRetriesOnceOnAStaleConnection(t *testing.T) {
-	var accepted atomic.Int64
+// rawServe accepts connections on 127.0.0.1 and hands each, with its
+// sequence number, to serve.
+func rawServe(t *testing.T, serve func(n int64, nc net.Conn)) (addr string, accepted *atomic.Int64) {
+	t.Helper()
+	accepted = new(atomic.Int64)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -161,38 +161,106 @@ func TestH1TransportRetriesOnceOnAStaleConnection(t *testing.T) {
 			n := accepted.Add(1)
 			go func() {
 				defer nc.Close()
-				if n == 1 {
-					// First connection: read the request, then close
-					// without answering — as a serve closing an idle
-					// connection the instant a request arrives.
-					nc.Read(make([]byte, 4096))
-					return
-				}
-				req, err := http.ReadRequest(bufioReader(nc))
-				if err != nil {
-					return
-				}
-				b, _ := io.ReadAll(req.Body)
-				fmt.Fprintf(nc, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+				serve(n, nc)
 			}()
 		}
 	}()
-	tr := newH1Transport(4, newTransport(4))
-	t.Cleanup(tr.CloseIdleConnections)
-	// Plant an idle connection to the listener in the pool, as if an
-	// earlier request had used it.
-	nc, err := net.Dial("tcp", ln.Addr().String())
+	return ln.Addr().String(), accepted
+}
+
+// echoOnce answers one request on nc with its body.
+func echoOnce(nc net.Conn, requests *atomic.Int64) {
+	req, err := http.ReadRequest(bufioReader(nc))
 	if err != nil {
-		t.Fatal(err)
+		return
 	}
-	tr.put(&h1Conn{nc: nc, br: bufioReader(nc), bw: bufioWriter(nc), addr: ln.Addr().String()})
-	c := &http.Client{Transport: tr}
-	status, got, err := postBody(t, c, t.Context(), "http://"+ln.Addr().String()+"/x", "replayed body")
-	if err != nil || status != 200 || got != "replayed body" {
-		t.Fatalf("got %d %q %v, want 200 and the body replayed", status, got, err)
+	requests.Add(1)
+	b, _ := io.ReadAll(req.Body)
+	fmt.Fprintf(nc, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
+}
+
+// resetOnWrite is a pooled connection whose peer reset it after the idle
+// check: the write fails. (Not a syscall.Conn, so the check passes.)
+type resetOnWrite struct{ net.Conn }
+
+func (resetOnWrite) Write([]byte) (int, error) { return 0, syscall.ECONNRESET }
+
+// TestH1TransportRetry: only a request that could not be written is sent
+// again; one the serve received is never resent, even if the connection
+// then dies without an answer — the serve may be generating for it.
+func TestH1TransportRetry(t *testing.T) {
+	t.Run("write failed on a pooled connection: retried once", func(t *testing.T) {
+		var requests atomic.Int64
+		addr, accepted := rawServe(t, func(_ int64, nc net.Conn) { echoOnce(nc, &requests) })
+		tr := newH1Transport(4, newTransport(4))
+		t.Cleanup(tr.CloseIdleConnections)
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		dead := resetOnWrite{a}
+		tr.put(&h1Conn{nc: dead, br: bufioReader(dead), bw: bufioWriter(dead), addr: addr})
+		status, got, err := postBody(t, &http.Client{Transport: tr}, t.Context(), "http://"+addr+"/x", "replayed body")
+		if err != nil || status != 200 || got != "replayed body" {
+			t.Fatalf("got %d %q %v, want 200 and the body on a fresh connection", status, got, err)
+		}
+		if n, r := accepted.Load(), requests.Load(); n != 1 || r != 1 {
+			t.Errorf("%d connections, %d requests; want 1 and 1", n, r)
+		}
+	})
+	t.Run("written, then the connection closed: not resent", func(t *testing.T) {
+		var requests atomic.Int64
+		addr, accepted := rawServe(t, func(n int64, nc net.Conn) {
+			if n == 1 {
+				// Take the request, then die without answering.
+				if _, err := http.ReadRequest(bufioReader(nc)); err == nil {
+					requests.Add(1)
+				}
+				return
+			}
+			echoOnce(nc, &requests)
+		})
+		tr := newH1Transport(4, newTransport(4))
+		t.Cleanup(tr.CloseIdleConnections)
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.put(&h1Conn{nc: nc, br: bufioReader(nc), bw: bufioWriter(nc), addr: addr})
+		_, _, err = postBody(t, &http.Client{Transport: tr}, t.Context(), "http://"+addr+"/x", "once")
+		if err == nil {
+			t.Fatal("want an error: the serve took the request and closed without an answer")
+		}
+		if n, r := accepted.Load(), requests.Load(); n != 1 || r != 1 {
+			t.Errorf("%d connections, %d requests; want 1 and 1 (no resend)", n, r)
+		}
+	})
+}
+
+// A serve that sends bytes past the framed reply leaves the connection out
+// of step; it must not carry the next request.
+func TestH1TransportDropsConnectionsWithStrayBytes(t *testing.T) {
+	var requests atomic.Int64
+	addr, accepted := rawServe(t, func(_ int64, nc net.Conn) {
+		br := bufioReader(nc)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			requests.Add(1)
+			io.Copy(io.Discard, req.Body)
+			// The reply, and in the same write five bytes of nothing.
+			fmt.Fprint(nc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokjunk!")
+		}
+	})
+	c := newTestH1(t)
+	for i := range 3 {
+		status, got, err := postBody(t, c, t.Context(), "http://"+addr+"/x", "q")
+		if err != nil || status != 200 || got != "ok" {
+			t.Fatalf("request %d: %d %q %v", i, status, got, err)
+		}
 	}
-	if n := accepted.Load(); n != 2 {
-		t.Errorf("%d connections accepted, want 2 (the stale one and one retry)", n)
+	if n := accepted.Load(); n != 3 {
+		t.Errorf("%d connections for 3 requests, want 3: a connection with stray bytes was reused", n)
 	}
 }
 
