@@ -92,7 +92,8 @@ type APIKey struct {
 	Enabled   bool
 	// ExpiresAt is when the key stops working; zero means never.
 	ExpiresAt time.Time
-	// AllowedBackends names the tier ids the key may route to. Seed
+	// AllowedBackends names the backend ids (chat tiers, purpose models,
+	// audio routes) the key may route to. Seed
 	// semantics: nil or empty means unrestricted; non-empty is an exact,
 	// case-sensitive allow-list. (Clearing and keeping on update is
 	// KeyUpdate's business.)

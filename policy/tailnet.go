@@ -172,15 +172,27 @@ func allowListed(rules TailnetRules, id *Identity) bool {
 // its grants cover the alias and, when a restricted API key was applied,
 // the key may use the alias's tier.
 func (p *Principal) MayUseModel(alias string) bool {
-	if k := p.Key; k != nil && k.Restricted() {
-		tier := ""
-		if p.tierOf != nil {
-			tier = p.tierOf(alias)
-		}
-		if !k.MayUseTier(tier) {
-			return false
-		}
+	tier := ""
+	if p.tierOf != nil {
+		tier = p.tierOf(alias)
 	}
+	return p.MayUseBackend(alias, tier)
+}
+
+// MayUseBackend is MayUseModel for a backend the caller names directly
+// rather than through a chat alias — a purpose model or an audio route:
+// grants are matched against name, a restricted key against the
+// backend's own id (ids are unique across tiers, purpose models and audio
+// routes, so a key's allowed_backends can list any of them). An empty id
+// never passes a restricted key.
+func (p *Principal) MayUseBackend(name, backendID string) bool {
+	if k := p.Key; k != nil && !k.MayUseTier(backendID) {
+		return false
+	}
+	return p.grantsCover(name)
+}
+
+func (p *Principal) grantsCover(alias string) bool {
 	if p.AllModels {
 		return true
 	}

@@ -126,7 +126,7 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, path str
 		return
 	}
 	// Grants and key restrictions name audio routes by id.
-	if !rec.principal.MayUseModel(route.ID) {
+	if !rec.principal.MayUseBackend(route.ID, route.ID) {
 		writeError(w, envGeneric, errAudioRouteForbidden)
 		return
 	}

@@ -47,15 +47,11 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 	}
 	var ring *tsrouter.KeyRing
 	if len(cfg.APIKeys.Inline) > 0 || cfg.APIKeys.File != "" || cfg.APIKeys.Mode == "blocking" {
-		var ids []string
-		for _, tc := range cfg.Router.Tiers {
-			ids = append(ids, tc.ID)
-		}
 		store := o.keyStore
 		if store == "" {
 			store = filepath.Join(t.TempDir(), "api-keys.json")
 		}
-		ring, err = tsrouter.NewKeyRing(cfg.APIKeys, store, ids, func(k string) (string, bool) { v, ok := o.env[k]; return v, ok }, log)
+		ring, err = tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg), func(k string) (string, bool) { v, ok := o.env[k]; return v, ok }, log)
 		if err != nil {
 			t.Fatalf("keys: %v", err)
 		}

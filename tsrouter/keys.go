@@ -118,6 +118,22 @@ func (k *KeyRing) Reload() error {
 	return nil
 }
 
+// BackendIDs lists every id an API key's allowed_backends may name: chat
+// tiers, purpose models and audio routes, which share one namespace.
+func BackendIDs(cfg *config.Config) []string {
+	var ids []string
+	for _, t := range cfg.Router.Tiers {
+		ids = append(ids, t.ID)
+	}
+	for _, pm := range cfg.Router.PurposeModels {
+		ids = append(ids, pm.ID)
+	}
+	for _, ar := range cfg.Router.AudioRoutes {
+		ids = append(ids, ar.ID)
+	}
+	return ids
+}
+
 // Watch reloads when the key file or the store changes on disk (checked
 // every interval) until ctx ends. A bad file keeps the old keys.
 func (k *KeyRing) Watch(ctx context.Context, interval time.Duration) {

@@ -49,7 +49,8 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 			Message: "unknown " + kind + " model; configured: " + strings.Join(models, ", ")})
 		return
 	}
-	if !rec.principal.MayUseModel(backends.NormalizeAlias(model)) {
+	// Grants name the model; a restricted key lists the entry's id.
+	if !rec.principal.MayUseBackend(backends.NormalizeAlias(model), p.ID) {
 		writeError(w, envGeneric, errModelForbidden(model))
 		return
 	}

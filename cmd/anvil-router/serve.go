@@ -236,11 +236,7 @@ func keyRing(cfg *config.Config, log *slog.Logger) (*tsrouter.KeyRing, error) {
 		}
 		store = filepath.Join(dir, "anvil-api-keys.json")
 	}
-	var tierIDs []string
-	for _, t := range cfg.Router.Tiers {
-		tierIDs = append(tierIDs, t.ID)
-	}
-	return tsrouter.NewKeyRing(cfg.APIKeys, store, tierIDs, os.LookupEnv, log)
+	return tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg), os.LookupEnv, log)
 }
 
 // tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then
