@@ -2,7 +2,6 @@ package dialect
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 )
 
@@ -199,7 +198,7 @@ func (t *ResponsesStream) choice(c []byte) error {
 	if nonEmptyString(content) {
 		t.textDelta(itemMessage, content)
 	}
-	if err := t.toolCalls(calls); err != nil {
+	if err := addToolCalls(&t.tools, t, calls, "its item was done"); err != nil {
 		return err
 	}
 	if nonEmptyString(finish) {
@@ -318,94 +317,7 @@ func (t *ResponsesStream) closeOpen(status string) {
 	t.end()
 }
 
-// toolCalls handles a delta's tool_calls: each element names its call by
-// index; the first fragment of a call brings its id and name, later ones
-// argument text.
-func (t *ResponsesStream) toolCalls(calls []byte) error {
-	it := elements(calls)
-	for pos := 0; ; pos++ {
-		el, ok := it.element()
-		if !ok {
-			return nil
-		}
-		idx, id, name, args := pos, []byte(nil), []byte(nil), []byte(nil)
-		m := members(el)
-		for k, v, ok := m.member(); ok; k, v, ok = m.member() {
-			switch string(k) {
-			case "index":
-				if n, ok := atoi(v); ok {
-					idx = n
-				}
-			case "id":
-				id = v
-			case "function":
-				f := members(v)
-				for k, v, ok := f.member(); ok; k, v, ok = f.member() {
-					switch string(k) {
-					case "name":
-						name = v
-					case "arguments":
-						args = v
-					}
-				}
-			}
-		}
-		if err := t.toolFragment(idx, id, name, args); err != nil {
-			return err
-		}
-	}
-}
-
-func (t *ResponsesStream) toolFragment(idx int, id, name, args []byte) error {
-	tc := -1
-	for i := range t.tools {
-		if t.tools[i].upstream == idx {
-			tc = i
-			break
-		}
-	}
-	if tc < 0 {
-		t.tools = append(t.tools, toolState{upstream: idx, block: -1})
-		tc = len(t.tools) - 1
-	}
-	s := &t.tools[tc]
-	hasArgs := nonEmptyString(args) || len(args) > 0 && args[0] == '{'
-	if s.closed {
-		if hasArgs {
-			return fmt.Errorf("%w: tool call %d continued after its item was done", ErrMalformedEvent, idx)
-		}
-		return nil // a repeated id/name or an empty fragment: nothing new
-	}
-	if s.block < 0 {
-		if nonEmptyString(id) && s.id == nil {
-			s.id = append([]byte(nil), id...)
-		}
-		if nonEmptyString(name) && s.name == nil {
-			s.name = append([]byte(nil), name...)
-		}
-		if hasArgs {
-			s.args = appendArgs(s.args, args)
-		}
-		if s.name == nil {
-			// Some serves send the id first: wait for the name, which
-			// output_item.added must carry.
-			return nil
-		}
-		t.startCall(tc)
-		if len(s.args) > 0 {
-			t.argsDelta(s.args, true)
-			s.args = nil
-		}
-		return nil
-	}
-	if hasArgs {
-		// A started, unclosed tool call is the open item.
-		t.argsDelta(args, false)
-	}
-	return nil
-}
-
-func (t *ResponsesStream) startCall(tc int) {
+func (t *ResponsesStream) startTool(tc int) {
 	s := &t.tools[tc]
 	t.closeOpen(statusCompleted)
 	callID := s.id
