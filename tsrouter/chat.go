@@ -115,6 +115,67 @@ func (h *Handler) endRelay(w http.ResponseWriter, f flusher, st backends.RelaySt
 	}
 }
 
+// eventTranslator turns the serve's OpenAI chunks into another caller
+// dialect's events (dialect.NewAnthropicStream, dialect.NewResponsesStream).
+type eventTranslator interface {
+	Start() []byte
+	Chunk(data []byte) ([]byte, error)
+	Finish() []byte
+	ErrorEvent() []byte
+}
+
+// translatedStream relays the serve's stream through tr. As for chat, 200
+// is committed only after the serve's first event (errors before that are
+// answered in env); a break after it ends with tr's one error event, never
+// a clean end.
+func (h *Handler) translatedStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, tr eventTranslator, env envelope, rec *record, served string) {
+	s, ok := h.openStream(w, r, tier, body, rec, env)
+	if !ok {
+		return
+	}
+	defer h.closeStream(s, rec)
+	f := flusher{w}
+	if _, err := w.Write(tr.Start()); err != nil {
+		rec.decide("client_disconnected", "error")
+		return
+	}
+	for {
+		_, data, err := s.Next()
+		if err == io.EOF {
+			w.Write(tr.Finish())
+			f.Flush()
+			rec.decide(served, "served")
+			return
+		}
+		if err == nil {
+			var out []byte
+			out, err = tr.Chunk(data)
+			rec.events++
+			if err == nil {
+				if _, werr := w.Write(out); werr != nil {
+					rec.decide("client_disconnected", "error")
+					return
+				}
+				if !s.Buffered() {
+					f.Flush()
+				}
+				continue
+			}
+			// Events produced before the error go out first.
+			w.Write(out)
+		}
+		if errors.Is(err, backends.ErrClientGone) {
+			rec.decide("client_disconnected", "error")
+			return
+		}
+		w.Write(tr.ErrorEvent())
+		f.Flush()
+		rec.decide("backend_error_interrupted", "error")
+		rec.detail = "stream interrupted: " + err.Error()
+		return
+	}
+}
+
 // upstreamFailed answers a failure that happened before anything was sent.
 func (h *Handler) upstreamFailed(w http.ResponseWriter, env envelope, err error, rec *record) {
 	if errors.Is(err, backends.ErrClientGone) {

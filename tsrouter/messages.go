@@ -2,7 +2,6 @@ package tsrouter
 
 import (
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 
@@ -55,7 +54,7 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 	}
 	defer lease.Release()
 	if info.Stream {
-		h.messagesStream(w, r, tier, upBody, info, rec, served)
+		h.translatedStream(w, r, tier, upBody, dialect.NewAnthropicStream(info.Model, info), envAnthropic, rec, served)
 		return
 	}
 	reply, ok := h.complete(w, r, tier, upBody, rec, envAnthropic)
@@ -73,55 +72,6 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) {
 	rec.decide(served, "served")
 	setOverhead(w.Header(), rec)
 	writeJSON(w, http.StatusOK, msg)
-}
-
-// messagesStream relays an OpenAI stream as Anthropic events. As for chat,
-// 200 is committed only after the serve's first event.
-func (h *Handler) messagesStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, info dialect.RequestInfo, rec *record, served string) {
-	s, ok := h.openStream(w, r, tier, body, rec, envAnthropic)
-	if !ok {
-		return
-	}
-	defer h.closeStream(s, rec)
-	f := flusher{w}
-	tr := dialect.NewAnthropicStream(info.Model, info)
-	if _, err := w.Write(tr.Start()); err != nil {
-		rec.decide("client_disconnected", "error")
-		return
-	}
-	for {
-		_, data, err := s.Next()
-		if err == io.EOF {
-			w.Write(tr.Finish())
-			f.Flush()
-			rec.decide(served, "served")
-			return
-		}
-		if err == nil {
-			var out []byte
-			out, err = tr.Chunk(data)
-			rec.events++
-			if err == nil {
-				if _, werr := w.Write(out); werr != nil {
-					rec.decide("client_disconnected", "error")
-					return
-				}
-				if !s.Buffered() {
-					f.Flush()
-				}
-				continue
-			}
-		}
-		if errors.Is(err, backends.ErrClientGone) {
-			rec.decide("client_disconnected", "error")
-			return
-		}
-		w.Write(tr.ErrorEvent())
-		f.Flush()
-		rec.decide("backend_error_interrupted", "error")
-		rec.detail = "stream interrupted: " + err.Error()
-		return
-	}
 }
 
 // countTokens serves POST /v1/messages/count_tokens: an estimate (the

@@ -2,7 +2,6 @@ package tsrouter
 
 import (
 	"errors"
-	"io"
 	"net/http"
 
 	"github.com/anvil-serving/anvil-router/backends"
@@ -47,7 +46,7 @@ func (h *Handler) responses(w *recorder, r *http.Request, rec *record) {
 	}
 	defer lease.Release()
 	if info.Stream {
-		h.responsesStream(w, r, tier, upBody, info, rec, served)
+		h.translatedStream(w, r, tier, upBody, dialect.NewResponsesStream(info), envResponses, rec, served)
 		return
 	}
 	reply, ok := h.complete(w, r, tier, upBody, rec, envResponses)
@@ -83,56 +82,4 @@ func responsesRequestError(err error) *apiError {
 		return errBadRequest(re.Message)
 	}
 	return errBadRequest("bad request body")
-}
-
-// responsesStream relays an OpenAI stream as Responses events. As for chat,
-// 200 is committed only after the serve's first event; a break after that
-// ends with one error event and no response.completed.
-func (h *Handler) responsesStream(w http.ResponseWriter, r *http.Request, tier *backends.Tier, body []byte, info dialect.RequestInfo, rec *record, served string) {
-	s, ok := h.openStream(w, r, tier, body, rec, envResponses)
-	if !ok {
-		return
-	}
-	defer h.closeStream(s, rec)
-	f := flusher{w}
-	tr := dialect.NewResponsesStream(info)
-	if _, err := w.Write(tr.Start()); err != nil {
-		rec.decide("client_disconnected", "error")
-		return
-	}
-	for {
-		_, data, err := s.Next()
-		if err == io.EOF {
-			w.Write(tr.Finish())
-			f.Flush()
-			rec.decide(served, "served")
-			return
-		}
-		if err == nil {
-			var out []byte
-			out, err = tr.Chunk(data)
-			rec.events++
-			if err == nil {
-				if _, werr := w.Write(out); werr != nil {
-					rec.decide("client_disconnected", "error")
-					return
-				}
-				if !s.Buffered() {
-					f.Flush()
-				}
-				continue
-			}
-			// Events produced before the error go out first.
-			w.Write(out)
-		}
-		if errors.Is(err, backends.ErrClientGone) {
-			rec.decide("client_disconnected", "error")
-			return
-		}
-		w.Write(tr.ErrorEvent())
-		f.Flush()
-		rec.decide("backend_error_interrupted", "error")
-		rec.detail = "stream interrupted: " + err.Error()
-		return
-	}
 }
