@@ -3,6 +3,8 @@ package dialect
 import (
 	"encoding/json"
 	"errors"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // ErrUpstreamReply is returned for a serve reply that cannot be translated:
@@ -177,7 +179,7 @@ func toolInput(raw json.RawMessage) json.RawMessage {
 	if args == "" {
 		return json.RawMessage("{}")
 	}
-	if b := []byte(args); json.Valid(b) && isObject(b[skipSpace(b, 0):]) {
+	if b := []byte(args); jsonobj.Valid(b) && isObject(b[skipSpace(b, 0):]) {
 		return compactJSON(b)
 	}
 	return append(appendString([]byte(`{"_unparsed_arguments":`), args), '}')

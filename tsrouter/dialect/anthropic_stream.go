@@ -1,9 +1,10 @@
 package dialect
 
 import (
-	"encoding/json"
 	"errors"
 	"strconv"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // Errors a stream translator returns for an event it cannot use. Either way
@@ -124,7 +125,7 @@ func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 	if string(data) == "[DONE]" || len(data) == 0 {
 		return t.buf, nil
 	}
-	if !json.Valid(data) || data[0] != '{' {
+	if !jsonobj.Valid(data) || data[0] != '{' {
 		return t.buf, ErrMalformedEvent
 	}
 	var choices []byte

@@ -9,7 +9,7 @@ import (
 )
 
 // This file holds the JSON plumbing shared by both directions: a small
-// reader for documents json.Valid has already accepted, used on the
+// reader for documents jsonobj.Valid has already accepted, used on the
 // streaming hot path where decoding every chunk into structs would allocate
 // per token, and writers that append JSON without reflection.
 

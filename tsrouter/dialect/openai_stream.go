@@ -1,9 +1,10 @@
 package dialect
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // openaiStreamError is the terminal frame for an OpenAI-dialect stream that
@@ -114,7 +115,7 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 	if len(data) == 0 {
 		return s.buf, nil
 	}
-	if !json.Valid(data) || data[0] != '{' {
+	if !jsonobj.Valid(data) || data[0] != '{' {
 		return s.buf, ErrMalformedEvent
 	}
 	var typ, index, block, delta, message, usage []byte

@@ -1,8 +1,9 @@
 package dialect
 
 import (
-	"encoding/json"
 	"strconv"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // ResponsesStream turns an OpenAI chat.completion.chunk stream into
@@ -131,7 +132,7 @@ func (t *ResponsesStream) Chunk(data []byte) ([]byte, error) {
 	if string(data) == "[DONE]" || len(data) == 0 {
 		return t.buf, nil
 	}
-	if !json.Valid(data) || data[0] != '{' {
+	if !jsonobj.Valid(data) || data[0] != '{' {
 		return t.buf, ErrMalformedEvent
 	}
 	var choices []byte
