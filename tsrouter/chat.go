@@ -326,7 +326,11 @@ func (h *Handler) admitGates(w http.ResponseWriter, r *http.Request, rec *record
 	case !tier.ToolSupport && toolStructure:
 		rec.decide("tools_unsupported", "skipped")
 		rec.detail = "tools requested on a tier without tool support"
-		writeError(w, env, errExhausted(h.backends.ExhaustionStatus, ""))
+		// The contract's status is the exhaustion status, which SDKs
+		// retry; this tier will never take tools, so say so.
+		e := errExhausted(h.backends.ExhaustionStatus, "")
+		e.Permanent = true
+		writeError(w, env, e)
 		return nil, false
 	case tier.OverContext(req):
 		rec.decide("over_context", "skipped")

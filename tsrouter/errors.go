@@ -31,6 +31,10 @@ type apiError struct {
 	Message string
 	// RetryAfter, if set, is sent as the Retry-After header (seconds).
 	RetryAfter string
+	// Permanent marks a refusal no retry can change although its status
+	// is one the SDKs retry (5xx): it is sent as X-Should-Retry: false,
+	// which the openai and Anthropic SDKs honour.
+	Permanent bool
 	// Close asks the server to close the connection after the response
 	// (framing errors, where the rest of the stream cannot be trusted).
 	Close bool
@@ -126,6 +130,9 @@ func writeError(w http.ResponseWriter, env envelope, e *apiError) {
 	h.Set("Content-Type", "application/json")
 	if e.RetryAfter != "" {
 		h.Set("Retry-After", e.RetryAfter)
+	}
+	if e.Permanent {
+		h.Set("X-Should-Retry", "false")
 	}
 	if e.Close {
 		h.Set("Connection", "close")

@@ -276,3 +276,48 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestPermanentRefusalsSayDoNotRetry: the SDKs retry every 5xx twice by
+// default; a tools request on a tier without tool support can never
+// succeed, so its 503 carries X-Should-Retry: false. An outage, which a
+// retry may outlast, does not.
+func TestPermanentRefusalsSayDoNotRetry(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	down, err := fakeserve.UnusedLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(oneTier(url, ""), "tool_support = true", "tool_support = false", 1)
+	cfg = strings.Replace(cfg, "[router.model_routes]", `
+[[router.tiers]]
+id = "down"
+base_url = "http://`+down+`"
+dialect = "openai"
+context_limit = 8192
+privacy = "local"
+tool_support = true
+auth_env = "SERVE_B_KEY"
+model = "served-model"
+
+[router.model_routes]
+down = "down"`, 1)
+	base := startRouter(t, cfg, routerOpts{})
+	tools := `,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"tools on a tier without tool support", `{"model":"chat"` + tools, "false"},
+		{"serve down", `{"model":"down"` + tools, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, t.Context(), base+"/v1/chat/completions", tc.body)
+			readAll(t, resp)
+			if resp.StatusCode != 503 {
+				t.Fatalf("status %d, want 503", resp.StatusCode)
+			}
+			if got := resp.Header.Get("X-Should-Retry"); got != tc.want {
+				t.Errorf("X-Should-Retry %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
