@@ -23,10 +23,12 @@ const sdkDir = "testdata/sdk"
 // the "fast" model's tier.
 const sdkKey = "sk-sdk-tests-0123456789abcdef"
 
-// sdkConfig has one working chat model ("chat"), a second working model
-// the API key is limited to ("fast"), a model whose serve refuses every
-// connection ("down", → 503), one whose serve cuts its streams after two
-// deltas ("broken"), an embeddings purpose model, and the key.
+// sdkConfig has one working chat model ("chat"), the same fake serve as
+// an Anthropic-dialect tier ("claude-tier": translated for OpenAI callers,
+// passed through for Anthropic ones), a second working model the API key
+// is limited to ("fast"), a model whose serve refuses every connection
+// ("down", → 503), one whose serve cuts its streams after two deltas
+// ("broken"), an embeddings purpose model, and the key.
 func sdkConfig(okURL, downURL, brokenURL string) string {
 	tier := func(id, url string) string {
 		return `
@@ -41,12 +43,14 @@ auth_env = "SERVE_KEY"
 model = "served-model"
 `
 	}
+	anthropic := strings.Replace(tier("local-anthropic", okURL), `dialect = "openai"`, `dialect = "anthropic"`, 1)
 	return `
 [router]
 relay_timeout = 5.0
-` + tier("local-a", okURL) + tier("local-b", okURL) + tier("local-down", downURL) + tier("local-broken", brokenURL) + `
+` + tier("local-a", okURL) + anthropic + tier("local-b", okURL) + tier("local-down", downURL) + tier("local-broken", brokenURL) + `
 [router.model_routes]
 chat = "local-a"
+claude-tier = "local-anthropic"
 fast = "local-b"
 down = "local-down"
 broken = "local-broken"
@@ -113,6 +117,7 @@ func TestNodeSDK(t *testing.T) {
 		"ANVIL_TOKEN="+routerToken,
 		"ANVIL_KEY="+sdkKey,
 		"ANVIL_MODEL=chat",
+		"ANVIL_ANTHROPIC_TIER_MODEL=claude-tier",
 		"ANVIL_KEY_MODEL=fast",
 		"ANVIL_DOWN_MODEL=down",
 		"ANVIL_BROKEN_MODEL=broken",

@@ -4,7 +4,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
-import { cfg, timeout, maxRetries, toolArgs, toolResult, expectAPIError } from './helpers.mjs';
+import { cfg, tiers, timeout, maxRetries, toolArgs, toolResult, expectAPIError } from './helpers.mjs';
 
 // client talks to the router root (the SDK appends /v1/messages). This SDK
 // sends apiKey as "Authorization: Bearer"; authToken is pinned to null so an
@@ -20,12 +20,13 @@ const weatherTool = {
 };
 const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
 
-describe('anthropic messages', () => {
+for (const [tierLabel, model] of tiers) {
+describe(`anthropic messages (${tierLabel})`, () => {
   test('non-streaming', async () => {
-    const m = await client().messages.create({ model: cfg.model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+    const m = await client().messages.create({ model: model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
     assert.equal(m.type, 'message');
     assert.equal(m.role, 'assistant');
-    assert.equal(m.model, cfg.model);
+    assert.equal(m.model, model);
     assert.equal(m.stop_reason, 'end_turn');
     assert.deepEqual(m.content.map((b) => b.type), ['text']);
     assert.equal(m.content[0].text, cfg.text);
@@ -36,12 +37,12 @@ describe('anthropic messages', () => {
   test('x-api-key alone is accepted as the router token', async () => {
     // What older SDKs and curl examples send.
     const api = client({ apiKey: null, defaultHeaders: { 'x-api-key': cfg.token } });
-    const m = await api.messages.create({ model: cfg.model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+    const m = await api.messages.create({ model: model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
     assert.equal(m.content[0].text, cfg.text);
   });
 
   test('raw event stream with create({stream: true})', async () => {
-    const stream = await client().messages.create({ model: cfg.model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }], stream: true });
+    const stream = await client().messages.create({ model: model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }], stream: true });
     const types = [];
     let text = '';
     for await (const e of stream) {
@@ -55,7 +56,7 @@ describe('anthropic messages', () => {
   });
 
   test('stream helper: text events and finalMessage', async () => {
-    const s = client().messages.stream({ model: cfg.model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+    const s = client().messages.stream({ model: model, max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
     const deltas = [];
     s.on('text', (delta) => deltas.push(delta));
     const m = await s.finalMessage();
@@ -68,7 +69,7 @@ describe('anthropic messages', () => {
 
   test('tool round trip through the stream helper (input_json_delta)', async () => {
     const api = client();
-    const s = api.messages.stream({ model: cfg.model, max_tokens: 64, tools: [weatherTool], messages: ask });
+    const s = api.messages.stream({ model: model, max_tokens: 64, tools: [weatherTool], messages: ask });
     const partials = [];
     let snapshot;
     s.on('inputJson', (partial, snap) => { partials.push(partial); snapshot = snap; });
@@ -84,7 +85,7 @@ describe('anthropic messages', () => {
     assert.deepEqual(snapshot, toolArgs, 'the helper\'s parsed snapshot after the last delta');
 
     const s2 = api.messages.stream({
-      model: cfg.model, max_tokens: 64, tools: [weatherTool],
+      model: model, max_tokens: 64, tools: [weatherTool],
       messages: [
         ...ask,
         { role: 'assistant', content: first.content },
@@ -99,7 +100,7 @@ describe('anthropic messages', () => {
   test('tool round trip with the beta toolRunner (streaming)', async () => {
     const calls = [];
     const runner = client().beta.messages.toolRunner({
-      model: cfg.model, max_tokens: 64, messages: ask, stream: true,
+      model: model, max_tokens: 64, messages: ask, stream: true,
       // Threads are kept by Anthropic's servers; against any other server
       // the runner must send the whole history each turn.
       thread: false,
@@ -118,7 +119,7 @@ describe('anthropic messages', () => {
   // tool_result whose tool_use the serve never sees.
   test('the default toolRunner (server-side threads) is refused with a BadRequestError', async () => {
     const runner = client().beta.messages.toolRunner({
-      model: cfg.model, max_tokens: 64, messages: ask,
+      model: model, max_tokens: 64, messages: ask,
       tools: [{ ...weatherTool, parse: (input) => input, run: async () => toolResult }],
     });
     await expectAPIError(runner.runUntilDone(), Anthropic.BadRequestError, 400, (err) => assert.match(err.apiMessage, /thread/));
@@ -126,7 +127,7 @@ describe('anthropic messages', () => {
 
   test('tool result given as text blocks', async () => {
     const m = await client().messages.create({
-      model: cfg.model, max_tokens: 64, tools: [weatherTool],
+      model: model, max_tokens: 64, tools: [weatherTool],
       messages: [
         ...ask,
         { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'get_weather', input: toolArgs }] },
@@ -147,12 +148,13 @@ describe('anthropic messages', () => {
 
   test('count_tokens', async () => {
     const api = client();
-    const short = await api.messages.countTokens({ model: cfg.model, messages: [{ role: 'user', content: 'hi' }] });
-    const long = await api.messages.countTokens({ model: cfg.model, messages: [{ role: 'user', content: 'hi '.repeat(200) }] });
+    const short = await api.messages.countTokens({ model: model, messages: [{ role: 'user', content: 'hi' }] });
+    const long = await api.messages.countTokens({ model: model, messages: [{ role: 'user', content: 'hi '.repeat(200) }] });
     assert.ok(Number.isInteger(short.input_tokens) && short.input_tokens > 0);
     assert.ok(long.input_tokens > short.input_tokens, `${long.input_tokens} vs ${short.input_tokens}`);
   });
 });
+}
 
 describe('anthropic typed errors', () => {
   const create = (api, model = cfg.model) => api.messages.create({ model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });

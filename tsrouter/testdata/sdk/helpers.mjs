@@ -22,6 +22,9 @@ export const cfg = {
   // connections, a model whose serve breaks its stream after two deltas,
   // and the embeddings model.
   model: need('ANVIL_MODEL'),
+  // The same serve behind an Anthropic-dialect tier: OpenAI callers are
+  // translated both ways, Anthropic callers passed through.
+  anthropicTierModel: need('ANVIL_ANTHROPIC_TIER_MODEL'),
   keyModel: need('ANVIL_KEY_MODEL'),
   downModel: need('ANVIL_DOWN_MODEL'),
   brokenModel: need('ANVIL_BROKEN_MODEL'),
@@ -30,6 +33,13 @@ export const cfg = {
   text: need('ANVIL_TEXT'),
   toolPrefix: need('ANVIL_TOOL_PREFIX'),
 };
+
+// tiers runs a suite against both kinds of tier: the caller's API must
+// not care which dialect the serve speaks.
+export const tiers = [
+  ['OpenAI-dialect tier', cfg.model],
+  ['Anthropic-dialect tier', cfg.anthropicTierModel],
+];
 
 // Network rule: these tests only ever talk to loopback.
 const host = new URL(cfg.base).hostname;

@@ -3,7 +3,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { cfg, timeout, maxRetries, toolArgs, toolResult, expectAPIError } from './helpers.mjs';
+import { cfg, tiers, timeout, maxRetries, toolArgs, toolResult, expectAPIError } from './helpers.mjs';
 
 // client talks to the router's /v1 with the router token, as any OpenAI
 // client pointed at a compatible base URL does (Authorization: Bearer).
@@ -21,11 +21,12 @@ const weatherTool = {
 };
 const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
 
-describe('openai chat completions', () => {
+for (const [tierLabel, model] of tiers) {
+describe(`openai chat completions (${tierLabel})`, () => {
   test('non-streaming', async () => {
-    const c = await client().chat.completions.create({ model: cfg.model, messages: [{ role: 'user', content: 'hi' }] });
+    const c = await client().chat.completions.create({ model: model, messages: [{ role: 'user', content: 'hi' }] });
     assert.equal(c.object, 'chat.completion');
-    assert.equal(c.model, cfg.model, 'the reply names the model the caller asked for');
+    assert.equal(c.model, model, 'the reply names the model the caller asked for');
     assert.equal(c.choices[0].message.content, cfg.text);
     assert.equal(c.choices[0].finish_reason, 'stop');
     assert.ok(c.usage.completion_tokens > 0);
@@ -34,13 +35,13 @@ describe('openai chat completions', () => {
 
   test('streaming, chunk by chunk', async () => {
     const stream = await client().chat.completions.create({
-      model: cfg.model, messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true },
+      model: model, messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true },
     });
     let text = '', finish = null, usage = null, chunks = 0;
     for await (const chunk of stream) {
       chunks++;
       assert.equal(chunk.object, 'chat.completion.chunk');
-      assert.equal(chunk.model, cfg.model);
+      assert.equal(chunk.model, model);
       for (const ch of chunk.choices) {
         text += ch.delta.content ?? '';
         finish = ch.finish_reason ?? finish;
@@ -54,7 +55,7 @@ describe('openai chat completions', () => {
   });
 
   test('stream helper: content events and finalChatCompletion', async () => {
-    const s = client().chat.completions.stream({ model: cfg.model, messages: [{ role: 'user', content: 'hi' }] });
+    const s = client().chat.completions.stream({ model: model, messages: [{ role: 'user', content: 'hi' }] });
     const deltas = [];
     s.on('content', (delta) => deltas.push(delta));
     const done = await s.finalChatCompletion();
@@ -66,7 +67,7 @@ describe('openai chat completions', () => {
 
   test('tool round trip through the stream helper', async () => {
     const api = client();
-    const s = api.chat.completions.stream({ model: cfg.model, messages: ask, tools: [weatherTool] });
+    const s = api.chat.completions.stream({ model: model, messages: ask, tools: [weatherTool] });
     const argDeltas = [];
     const done = [];
     s.on('tool_calls.function.arguments.delta', (e) => argDeltas.push(e.arguments_delta));
@@ -87,7 +88,7 @@ describe('openai chat completions', () => {
 
     // Send the result back; the answer quotes it.
     const s2 = api.chat.completions.stream({
-      model: cfg.model, tools: [weatherTool],
+      model: model, tools: [weatherTool],
       messages: [...ask, msg, { role: 'tool', tool_call_id: call.id, content: toolResult }],
     });
     const final = await s2.finalChatCompletion();
@@ -98,7 +99,7 @@ describe('openai chat completions', () => {
   test('tool round trip with runTools (streaming runner)', async () => {
     const calls = [];
     const runner = client().chat.completions.runTools({
-      model: cfg.model,
+      model: model,
       messages: ask,
       stream: true,
       tools: [{
@@ -118,7 +119,7 @@ describe('openai chat completions', () => {
   });
 
   test('non-streaming tool call', async () => {
-    const c = await client().chat.completions.create({ model: cfg.model, messages: ask, tools: [weatherTool] });
+    const c = await client().chat.completions.create({ model: model, messages: ask, tools: [weatherTool] });
     const call = c.choices[0].message.tool_calls[0];
     assert.equal(c.choices[0].finish_reason, 'tool_calls');
     assert.deepEqual(JSON.parse(call.function.arguments), toolArgs);
@@ -140,6 +141,7 @@ describe('openai chat completions', () => {
     assert.ok(cfg.text.startsWith(text) && text.length > 0, `partial text ${JSON.stringify(text)}`);
   });
 });
+}
 
 describe('openai embeddings', () => {
   test('default request (the SDK asks for base64) and explicit float agree', async () => {
@@ -206,7 +208,8 @@ describe('openai typed errors', () => {
   });
 });
 
-describe('openai responses', () => {
+for (const [tierLabel, model] of tiers) {
+describe(`openai responses (${tierLabel})`, () => {
   const fnTool = {
     type: 'function',
     name: 'get_weather',
@@ -217,7 +220,7 @@ describe('openai responses', () => {
   const input = 'What is the weather in Paris?';
 
   test('non-streaming', async () => {
-    const r = await client().responses.create({ model: cfg.model, input: 'hi' });
+    const r = await client().responses.create({ model: model, input: 'hi' });
     assert.equal(r.object, 'response');
     assert.equal(r.status, 'completed');
     assert.equal(r.output_text, cfg.text);
@@ -225,7 +228,7 @@ describe('openai responses', () => {
   });
 
   test('streaming with create({stream: true})', async () => {
-    const stream = await client().responses.create({ model: cfg.model, input: 'hi', stream: true });
+    const stream = await client().responses.create({ model: model, input: 'hi', stream: true });
     const types = [];
     let text = '', seq = -1;
     for await (const e of stream) {
@@ -240,7 +243,7 @@ describe('openai responses', () => {
   });
 
   test('stream helper: text deltas and finalResponse', async () => {
-    const s = client().responses.stream({ model: cfg.model, input: 'hi' });
+    const s = client().responses.stream({ model: model, input: 'hi' });
     const deltas = [];
     s.on('response.output_text.delta', (e) => deltas.push(e.delta));
     const r = await s.finalResponse();
@@ -250,7 +253,7 @@ describe('openai responses', () => {
 
   test('function call round trip through the stream helper', async () => {
     const api = client();
-    const s = api.responses.stream({ model: cfg.model, input, tools: [fnTool] });
+    const s = api.responses.stream({ model: model, input, tools: [fnTool] });
     const argDeltas = [];
     s.on('response.function_call_arguments.delta', (e) => argDeltas.push(e.delta));
     const first = await s.finalResponse();
@@ -262,7 +265,7 @@ describe('openai responses', () => {
     assert.equal(argDeltas.join(''), call.arguments);
 
     const s2 = api.responses.stream({
-      model: cfg.model,
+      model: model,
       tools: [fnTool],
       input: [
         { role: 'user', content: input },
@@ -284,7 +287,7 @@ describe('openai responses', () => {
   });
 
   test('typed errors', async () => {
-    const create = (api, model = cfg.model) => api.responses.create({ model, input: 'hi' });
+    const create = (api, m = model) => api.responses.create({ model: m, input: 'hi' });
     const type = (t) => (err) => assert.equal(err.type, t);
     await expectAPIError(create(client({ apiKey: 'wrong-token' })), OpenAI.AuthenticationError, 401, type('authentication_error'));
     await expectAPIError(create(client({ defaultHeaders: { 'x-api-key': cfg.key } })), OpenAI.PermissionDeniedError, 403, type('permission_error'));
@@ -293,3 +296,4 @@ describe('openai responses', () => {
     await expectAPIError(client().responses.stream({ model: cfg.downModel, input: 'hi' }).finalResponse(), OpenAI.InternalServerError, 503);
   });
 });
+}
