@@ -33,6 +33,11 @@ type h1Transport struct {
 
 	mu   sync.Mutex
 	idle map[string][]*h1Conn // by host:port, most recently used last
+	// sweep closes connections idle past idleTimeout; it runs only while
+	// the pool holds any. Reuse takes the newest connection, so without
+	// it the oldest of a burst would sit in CLOSE_WAIT (the serve closed
+	// its end) holding a descriptor until the next burst reached them.
+	sweep *time.Timer
 }
 
 // h1Conn is one keep-alive connection to a serve.
@@ -183,11 +188,49 @@ func (t *h1Transport) put(c *h1Conn) {
 	t.mu.Lock()
 	if list := t.idle[c.addr]; len(list) < t.maxIdle {
 		t.idle[c.addr] = append(list, c)
+		if t.sweep == nil {
+			t.sweep = time.AfterFunc(t.idleTimeout, t.closeStale)
+		}
 		t.mu.Unlock()
 		return
 	}
 	t.mu.Unlock()
 	c.nc.Close()
+}
+
+// closeStale closes the pooled connections idle for idleTimeout or more
+// and runs again when the next one will be, while any remain.
+func (t *h1Transport) closeStale() {
+	now := time.Now()
+	var stale []*h1Conn
+	next := time.Duration(-1)
+	t.mu.Lock()
+	for addr, list := range t.idle {
+		// Oldest first: list is in the order connections came back.
+		n := 0
+		for n < len(list) && now.Sub(list[n].idleSince) >= t.idleTimeout {
+			n++
+		}
+		stale = append(stale, list[:n]...)
+		list = append(list[:0], list[n:]...)
+		if len(list) == 0 {
+			delete(t.idle, addr)
+			continue
+		}
+		t.idle[addr] = list
+		if wait := t.idleTimeout - now.Sub(list[0].idleSince); next < 0 || wait < next {
+			next = wait
+		}
+	}
+	if next >= 0 {
+		t.sweep.Reset(next)
+	} else {
+		t.sweep = nil
+	}
+	t.mu.Unlock()
+	for _, c := range stale {
+		c.nc.Close()
+	}
 }
 
 // CloseIdleConnections closes every pooled connection (http.Client calls
@@ -196,6 +239,10 @@ func (t *h1Transport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = make(map[string][]*h1Conn)
+	if t.sweep != nil {
+		t.sweep.Stop()
+		t.sweep = nil
+	}
 	t.mu.Unlock()
 	for _, list := range idle {
 		for _, c := range list {

@@ -507,3 +507,57 @@ chat = "t"
 		})
 	}
 }
+
+// Idle connections are closed once idle for the timeout, the oldest of a
+// burst included (reuse takes the newest, so they would otherwise sit in
+// CLOSE_WAIT after the serve drops them), and the pool works afterwards.
+func TestH1TransportClosesIdleConnections(t *testing.T) {
+	var closed atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	tr := newH1Transport(16, newTransport(4))
+	tr.idleTimeout = 100 * time.Millisecond
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	// A burst of three concurrent requests: three connections.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			if _, _, err := postBody(t, c, t.Context(), srv.URL, "x"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := closed.Load(); n != 3 {
+		t.Fatalf("%d of 3 idle connections closed after the idle timeout", n)
+	}
+	tr.mu.Lock()
+	pooled, sweeping := 0, tr.sweep != nil
+	for _, l := range tr.idle {
+		pooled += len(l)
+	}
+	tr.mu.Unlock()
+	if pooled != 0 || sweeping {
+		t.Errorf("pool holds %d connections, sweep timer running %v; want none", pooled, sweeping)
+	}
+	if _, got, err := postBody(t, c, t.Context(), srv.URL, "x"); err != nil || got != "ok" {
+		t.Fatalf("request after the sweep: %q %v", got, err)
+	}
+}
