@@ -121,12 +121,32 @@ func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 	if !t.started {
 		t.buf = t.appendStart(t.buf)
 	}
+	c, usage, skip, err := splitChunk(data)
+	if skip || err != nil {
+		return t.buf, err
+	}
+	if u, ok := parseUsage(usage); ok {
+		t.usage, t.gotUse = u, true
+	}
+	if c != nil {
+		if err := t.choice(c); err != nil {
+			return t.buf, err
+		}
+	}
+	return t.buf, nil
+}
+
+// splitChunk checks one OpenAI chunk payload and returns its first choice
+// and its usage object (nil when absent). skip reports an empty payload or
+// [DONE]; err is ErrMalformedEvent for anything but a JSON object, or
+// ErrInBandError when the serve reports an error in the stream.
+func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
 	data = data[skipSpace(data, 0):]
 	if string(data) == "[DONE]" || len(data) == 0 {
-		return t.buf, nil
+		return nil, nil, true, nil
 	}
 	if !jsonobj.Valid(data) || data[0] != '{' {
-		return t.buf, ErrMalformedEvent
+		return nil, nil, false, ErrMalformedEvent
 	}
 	var choices []byte
 	it := members(data)
@@ -135,25 +155,18 @@ func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 		case "choices":
 			choices = v
 		case "usage":
-			if u, ok := parseUsage(v); ok {
-				t.usage, t.gotUse = u, true
-			}
+			usage = v
 		case "error":
 			if string(v) != "null" {
-				return t.buf, ErrInBandError
+				return nil, nil, false, ErrInBandError
 			}
 		case "object":
 			if string(v) == `"error"` {
-				return t.buf, ErrInBandError
+				return nil, nil, false, ErrInBandError
 			}
 		}
 	}
-	if c := firstChoice(choices); c != nil {
-		if err := t.choice(c); err != nil {
-			return t.buf, err
-		}
-	}
-	return t.buf, nil
+	return firstChoice(choices), usage, false, nil
 }
 
 // firstChoice returns choice index 0 (or the first one): the router never

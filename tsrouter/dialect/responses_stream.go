@@ -1,10 +1,6 @@
 package dialect
 
-import (
-	"strconv"
-
-	"github.com/anvil-serving/anvil-router/backends/jsonobj"
-)
+import "strconv"
 
 // ResponsesStream turns an OpenAI chat.completion.chunk stream into
 // Responses API SSE events, one upstream chunk at a time and without
@@ -128,34 +124,14 @@ func (t *ResponsesStream) Chunk(data []byte) ([]byte, error) {
 	if !t.started {
 		t.appendStart()
 	}
-	data = data[skipSpace(data, 0):]
-	if string(data) == "[DONE]" || len(data) == 0 {
-		return t.buf, nil
+	c, usage, skip, err := splitChunk(data)
+	if skip || err != nil {
+		return t.buf, err
 	}
-	if !jsonobj.Valid(data) || data[0] != '{' {
-		return t.buf, ErrMalformedEvent
+	if u, ok := parseRespUsage(usage); ok {
+		t.usage, t.gotUse = u, true
 	}
-	var choices []byte
-	it := members(data)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
-		switch string(k) {
-		case "choices":
-			choices = v
-		case "usage":
-			if u, ok := parseRespUsage(v); ok {
-				t.usage, t.gotUse = u, true
-			}
-		case "error":
-			if string(v) != "null" {
-				return t.buf, ErrInBandError
-			}
-		case "object":
-			if string(v) == `"error"` {
-				return t.buf, ErrInBandError
-			}
-		}
-	}
-	if c := firstChoice(choices); c != nil {
+	if c != nil {
 		if err := t.choice(c); err != nil {
 			return t.buf, err
 		}
