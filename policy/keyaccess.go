@@ -56,39 +56,35 @@ func ParseKeyMode(s string) (KeyMode, error) {
 	return "", fmt.Errorf("api_keys.mode %q: want permissive or blocking", s)
 }
 
-// PathClass is what a path is, as far as keys are concerned. The zero
-// value is PathOther, which fails closed.
+// PathClass is what a path is, as far as keys are concerned. The router's
+// route table gives each route its class; the zero value is PathOther,
+// which fails closed.
 type PathClass uint8
 
-// Path classes. Blocking mode protects exactly the seed's target endpoints
-// and their same-operation twins (PathInference, PathModels) plus unknown
-// paths; admin, files and metrics keep their own authentication, as in the
-// seed, and so do this router's metadata endpoints, which the seed does
-// not have.
+// Path classes. Blocking mode protects the inference and model-listing
+// endpoints plus unknown paths; admin, files and metrics keep their own
+// authentication (admin credentials, scopes), and so do the metadata
+// views.
 const (
 	// PathOther is any path not listed below: protected in blocking mode,
 	// needs scope write (so an endpoint added later fails closed).
 	PathOther PathClass = iota
-	// PathOpen is /healthz and /health: keys are not looked at.
+	// PathOpen: liveness. Keys are not looked at.
 	PathOpen
-	// PathInference: /v1/chat/completions, /v1/completions, /v1/responses,
-	// /v1/images/{generations,edits,variations} (seed), the Anthropic
-	// messages and count_tokens paths, /v1/embeddings, /v1/rerank and
-	// the audio gateway's /v1/audio/{transcriptions,speech}. Protected;
-	// scope write.
+	// PathInference: anything that runs a model (chat, messages,
+	// responses, embeddings, rerank, audio). Protected; scope write.
 	PathInference
-	// PathModels: /v1/models (seed), /v1/models/{id}, /v1/models/extended,
-	// /anthropic/v1/models. Protected; scope read.
+	// PathModels: model listings. Protected; scope read.
 	PathModels
-	// PathMetadata: /v1/models/{capabilities,fingerprints,capacity},
-	// /v1/health/tiers, /v1/router/status. Not protected; scope read.
+	// PathMetadata: tier capabilities, health and status views. Not
+	// protected; scope read.
 	PathMetadata
-	// PathMetrics: /metrics. Not protected; no scope.
+	// PathMetrics: the Prometheus scrape. Not protected; no scope.
 	PathMetrics
-	// PathFiles: /v1/files... Not protected (own auth); scope files.
+	// PathFiles: file storage. Not protected (own auth); scope files.
 	PathFiles
-	// PathAdmin: /admin/..., /v1/admin/..., /v1/decisions, /v1/stats,
-	// /v1/requests/{id}. Not protected (own auth); scope admin.
+	// PathAdmin: admin API and decision-log views. Not protected (own
+	// auth); scope admin.
 	PathAdmin
 )
 
@@ -119,62 +115,6 @@ func (c PathClass) Scope() Scope {
 		return ScopeAdmin
 	}
 	return ""
-}
-
-var exactClasses = map[string]PathClass{
-	"/healthz": PathOpen,
-	"/health":  PathOpen,
-
-	"/v1/chat/completions":                PathInference,
-	"/v1/completions":                     PathInference,
-	"/v1/responses":                       PathInference,
-	"/v1/images/generations":              PathInference,
-	"/v1/images/edits":                    PathInference,
-	"/v1/images/variations":               PathInference,
-	"/v1/messages":                        PathInference,
-	"/v1/messages/count_tokens":           PathInference,
-	"/anthropic/v1/messages":              PathInference,
-	"/anthropic/v1/messages/count_tokens": PathInference,
-	"/v1/embeddings":                      PathInference,
-	"/v1/rerank":                          PathInference,
-	"/v1/audio/transcriptions":            PathInference,
-	"/v1/audio/speech":                    PathInference,
-	"/v1/models":                          PathModels,
-	"/v1/models/extended":                 PathModels,
-	"/anthropic/v1/models":                PathModels,
-	"/v1/models/capabilities":             PathMetadata,
-	"/v1/models/fingerprints":             PathMetadata,
-	"/v1/models/capacity":                 PathMetadata,
-	"/v1/health/tiers":                    PathMetadata,
-	"/v1/router/status":                   PathMetadata,
-	"/metrics":                            PathMetrics,
-	"/v1/files":                           PathFiles,
-	"/admin":                              PathAdmin,
-	"/v1/decisions":                       PathAdmin,
-	"/v1/stats":                           PathAdmin,
-	"/v1/admin/transition":                PathAdmin,
-}
-
-// ClassifyPath classifies a request path as the handler routes it
-// (trailing slashes trimmed, as the handler does; matching is exact and case-sensitive, so any
-// spelling the handler would not route is PathOther and fails closed).
-func ClassifyPath(path string) PathClass {
-	if len(path) > 1 {
-		path = strings.TrimRight(path, "/")
-	}
-	if c, ok := exactClasses[path]; ok {
-		return c
-	}
-	switch {
-	case strings.HasPrefix(path, "/admin/"), strings.HasPrefix(path, "/v1/admin/"), strings.HasPrefix(path, "/v1/requests/"):
-		return PathAdmin
-	case strings.HasPrefix(path, "/v1/files/"):
-		return PathFiles
-	case strings.HasPrefix(path, "/v1/models/"), strings.HasPrefix(path, "/anthropic/v1/models/"):
-		// GET /v1/models/{id}: one model of the listing.
-		return PathModels
-	}
-	return PathOther
 }
 
 // Credentials is what a request presented, split between the router token

@@ -1,9 +1,7 @@
 package tsrouter
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"net/http"
 	"time"
@@ -11,23 +9,13 @@ import (
 	"github.com/anvil-serving/anvil-router/backends"
 )
 
-// Admin limits: a small management pool (so status reads cannot crowd
-// out transitions) and one mutation at a time.
+// Admin limits: a small management pool of its own (so an operator can act
+// while the data plane is saturated) and one mutation at a time.
 const (
 	managementSlots     = 4
 	defaultDrainTimeout = 30 * time.Second
 	maxAdminBody        = 64 << 10
 )
-
-var (
-	errAdminForbidden = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "admin permission required"}
-	errMgmtBusy       = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "management busy; try again later"}
-	errMutationBusy   = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "transition mutation busy"}
-)
-
-func errTransition(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Type: "invalid_transition", Message: msg}
-}
 
 // isAdmin: a tailnet grant with "admin": true or a key with scope admin
 // (each bounded by the other, see policy.ApplyKey), or the admin token of
@@ -44,15 +32,14 @@ func (h *Handler) isAdmin(r *http.Request, rec *record) bool {
 	return h.token.Enabled()
 }
 
-// denyAdmin answers a caller without admin rights: 404 where no admin
-// credential exists at all (as the Python router did with auth off), 403
-// otherwise.
-func (h *Handler) denyAdmin(w http.ResponseWriter, rec *record, path string) {
+// adminDenial is the refusal of a caller without admin rights: 404 where
+// no admin credential exists at all (as the Python router did with auth
+// off), 403 otherwise.
+func (h *Handler) adminDenial(rec *record, path string) error {
 	if !h.token.Enabled() && !h.adminToken.Enabled() && rec.door != doorTailnet {
-		writeError(w, envGeneric, errNoRoute(path))
-		return
+		return errNoRoute(path)
 	}
-	writeError(w, envGeneric, errAdminForbidden)
+	return errAdminForbidden
 }
 
 // transitionRow is one tier's lifecycle state for the admin API.
@@ -86,82 +73,55 @@ type transitionRequest struct {
 	Timeout *float64 `json:"timeout"`
 }
 
-// transition serves GET/POST /v1/admin/transition: the promotion tooling's
-// quiesce → drain → swap → readmit cycle.
-func (h *Handler) transition(w http.ResponseWriter, r *http.Request, rec *record) {
-	if !h.isAdmin(r, rec) {
-		h.denyAdmin(w, rec, "/v1/admin/transition")
-		return
+// transitionStatus serves GET /v1/admin/transition[?tier_id=]: each
+// tier's lifecycle state.
+func (h *Handler) transitionStatus(w *recorder, r *http.Request, rec *record) error {
+	rows, err := h.statusRows(r.URL.Query().Get("tier_id"))
+	if err != nil {
+		return err
 	}
-	select {
-	case h.mgmt <- struct{}{}:
-		defer func() { <-h.mgmt }()
-	default:
-		writeError(w, envGeneric, errMgmtBusy)
-		return
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		rows, aerr := h.statusRows(r.URL.Query().Get("tier_id"))
-		if aerr != nil {
-			writeError(w, envGeneric, aerr)
-			return
-		}
-		writeJSONValue(w, http.StatusOK, map[string]any{"tiers": rows})
-		return
-	case http.MethodPost:
-	default:
-		allow(w, envGeneric, "GET, POST")
-		return
-	}
+	writeJSONValue(w, http.StatusOK, map[string]any{"tiers": rows})
+	return nil
+}
+
+// transition serves POST /v1/admin/transition: the promotion tooling's
+// quiesce → drain → swap → readmit cycle (and "status").
+func (h *Handler) transition(w *recorder, r *http.Request, rec *record) error {
 	var req transitionRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
-	if err != nil || len(body) > maxAdminBody {
-		writeError(w, envGeneric, errBadRequest("could not read request body"))
-		return
-	}
-	if len(body) == 0 {
-		body = []byte("{}")
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, envGeneric, errBadRequest("bad JSON body: "+err.Error()))
-		return
+	if err := decodeAdminBody(r, &req, false); err != nil {
+		return err
 	}
 	rec.tier = req.TierID
 	rec.detail = "transition " + req.Action
 	if req.Action == "status" {
-		rows, aerr := h.statusRows(req.TierID)
-		if aerr != nil {
-			writeError(w, envGeneric, aerr)
-			return
+		rows, err := h.statusRows(req.TierID)
+		if err != nil {
+			return err
 		}
 		writeJSONValue(w, http.StatusOK, map[string]any{"tiers": rows})
-		return
+		return nil
 	}
 	if req.Action != "quiesce" && req.Action != "drain" && req.Action != "readmit" {
-		writeError(w, envGeneric, errTransition("unsupported action; use status, quiesce, drain or readmit"))
-		return
+		return errTransition("unsupported action; use status, quiesce, drain or readmit")
 	}
 	if req.TierID == "" {
-		writeError(w, envGeneric, errTransition("tier_id is required"))
-		return
+		return errTransition("tier_id is required")
 	}
 	tier, ok := h.backends.Tier(req.TierID)
 	if !ok {
-		writeError(w, envGeneric, errTransition("unknown tier_id"))
-		return
+		return errTransition("unknown tier_id")
 	}
 	dryRun := req.DryRun == nil || *req.DryRun
 	if req.Action != "drain" && (!req.Confirm || dryRun) {
 		writeJSONValue(w, http.StatusOK, map[string]any{"applied": false, "dry_run": true, "action": req.Action, "tier_id": req.TierID})
-		return
+		return nil
 	}
 	if !h.mutation.TryLock() {
-		writeError(w, envGeneric, errMutationBusy)
-		return
+		return errMutationBusy
 	}
 	defer h.mutation.Unlock()
 	var result any
+	var err error
 	switch req.Action {
 	case "quiesce":
 		reason := "operator"
@@ -173,8 +133,7 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request, rec *record
 		timeout := defaultDrainTimeout
 		if req.Timeout != nil {
 			if math.IsNaN(*req.Timeout) || math.IsInf(*req.Timeout, 0) || *req.Timeout <= 0 {
-				writeError(w, envGeneric, errTransition(backends.ErrBadTimeout.Error()))
-				return
+				return errTransition(backends.ErrBadTimeout.Error())
 			}
 			timeout = time.Duration(*req.Timeout * float64(time.Second))
 		}
@@ -185,16 +144,16 @@ func (h *Handler) transition(w http.ResponseWriter, r *http.Request, rec *record
 	switch {
 	case errors.Is(err, backends.ErrDraining), errors.Is(err, backends.ErrNotQuiesced),
 		errors.Is(err, backends.ErrBadReason), errors.Is(err, backends.ErrBadTimeout):
-		writeError(w, envGeneric, errTransition(err.Error()))
+		return errTransition(err.Error())
 	case err != nil:
-		writeError(w, envGeneric, &apiError{Status: http.StatusServiceUnavailable, Type: "transition_failed", Message: "transition failed"})
-	default:
-		rec.detail = "transition " + req.Action + " applied"
-		writeJSONValue(w, http.StatusOK, map[string]any{"applied": true, "action": req.Action, "result": result})
+		return errTransitionFail.withDetail("transition " + req.Action + " failed: " + err.Error())
 	}
+	rec.detail = "transition " + req.Action + " applied"
+	writeJSONValue(w, http.StatusOK, map[string]any{"applied": true, "action": req.Action, "result": result})
+	return nil
 }
 
-func (h *Handler) statusRows(tierID string) ([]transitionRow, *apiError) {
+func (h *Handler) statusRows(tierID string) ([]transitionRow, error) {
 	rows := []transitionRow{}
 	for _, t := range h.backends.Tiers() {
 		if tierID == "" || t.ID == tierID {
@@ -208,6 +167,5 @@ func (h *Handler) statusRows(tierID string) ([]transitionRow, *apiError) {
 }
 
 func writeJSONValue(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, status, mustJSON(v))
 }

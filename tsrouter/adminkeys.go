@@ -1,11 +1,10 @@
 package tsrouter
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/policy"
@@ -51,67 +50,95 @@ func viewOf(k policy.APIKey, secret string) keyView {
 	return v
 }
 
-// adminKeys serves /admin/api-keys[/{id}[/rotate|enable|disable]]. Every
-// operation needs admin rights and leaves an audit line naming who did
-// what to which key id — never the key.
-func (h *Handler) adminKeys(w http.ResponseWriter, r *http.Request, rec *record, path string) {
-	if !h.isAdmin(r, rec) {
-		h.denyAdmin(w, rec, path)
-		return
-	}
+// The admin API for API keys: /admin/api-keys[/{id}[/rotate|enable|disable]].
+// Every operation needs admin rights (the route table checks) and leaves
+// an audit line naming who did what to which key id — never the key.
+
+// keyRing is the ring the admin API manages; without [api_keys] the
+// endpoints do not exist (404, after the admin check).
+func (h *Handler) keyRing(r *http.Request) (*KeyRing, error) {
 	if h.keys == nil {
-		writeError(w, envGeneric, errNoRoute(path))
-		return
+		return nil, errNoRoute(r.URL.Path)
 	}
-	rest := strings.Trim(strings.TrimPrefix(path, "/admin/api-keys"), "/")
-	id, action, _ := strings.Cut(rest, "/")
-	switch {
-	case id == "" && isGet(r.Method):
-		views := []keyView{}
-		for _, k := range h.keys.Keys() {
-			views = append(views, viewOf(k, ""))
-		}
-		writeJSONValue(w, http.StatusOK, map[string]any{"object": "list", "data": views})
-	case id == "" && r.Method == http.MethodPost:
-		h.createKey(w, r, rec)
-	case id != "" && action == "" && isGet(r.Method):
-		k, ok := h.keys.Get(id)
-		if !ok {
-			writeError(w, envGeneric, &apiError{Status: http.StatusNotFound, Type: "not_found", Message: "api key not found"})
-			return
-		}
-		writeJSONValue(w, http.StatusOK, viewOf(k, ""))
-	case id != "" && action == "" && r.Method == http.MethodPut:
-		var upd policy.KeyUpdate
-		if aerr := decodeAdminBody(r, &upd); aerr != nil {
-			writeError(w, envGeneric, aerr)
-			return
-		}
-		k, _, err := h.keys.Update(id, func(k *policy.APIKey) error {
-			next, err := upd.Apply(*k)
-			*k = next
-			return err
-		}, false)
-		h.keyResult(w, rec, "update", id, k, "", err)
-	case id != "" && action == "" && r.Method == http.MethodDelete:
-		err := h.keys.Delete(id)
-		if err == nil {
-			rec.detail = "api key delete " + id
-			writeJSONValue(w, http.StatusOK, map[string]any{"deleted": true, "id": id})
-			return
-		}
-		h.keyResult(w, rec, "delete", id, policy.APIKey{}, "", err)
-	case id != "" && r.Method == http.MethodPost && (action == "rotate" || action == "enable" || action == "disable"):
-		var change func(*policy.APIKey) error
-		if action != "rotate" {
-			enabled := action == "enable"
-			change = func(k *policy.APIKey) error { k.Enabled = enabled; return nil }
-		}
-		k, secret, err := h.keys.Update(id, change, action == "rotate")
-		h.keyResult(w, rec, action, id, k, secret, err)
+	return h.keys, nil
+}
+
+func (h *Handler) listKeys(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
+	views := []keyView{}
+	for _, k := range keys.Keys() {
+		views = append(views, viewOf(k, ""))
+	}
+	writeJSONValue(w, http.StatusOK, map[string]any{"object": "list", "data": views})
+	return nil
+}
+
+func (h *Handler) getKey(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
+	k, ok := keys.Get(r.PathValue("id"))
+	if !ok {
+		return errKeyNotFound
+	}
+	writeJSONValue(w, http.StatusOK, viewOf(k, ""))
+	return nil
+}
+
+func (h *Handler) updateKey(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
+	var upd policy.KeyUpdate
+	if err := decodeAdminBody(r, &upd, true); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	k, _, err := keys.Update(id, func(k *policy.APIKey) error {
+		next, err := upd.Apply(*k)
+		*k = next
+		return err
+	}, false)
+	return keyResult(w, rec, "update", id, k, "", err)
+}
+
+func (h *Handler) deleteKey(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if err := keys.Delete(id); err != nil {
+		return keyResult(w, rec, "delete", id, policy.APIKey{}, "", err)
+	}
+	rec.detail = "api key delete " + id
+	writeJSONValue(w, http.StatusOK, map[string]any{"deleted": true, "id": id})
+	return nil
+}
+
+// keyAction serves POST /admin/api-keys/{id}/rotate|enable|disable.
+func (h *Handler) keyAction(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
+	id, action := r.PathValue("id"), r.PathValue("action")
+	var change func(*policy.APIKey) error
+	switch action {
+	case "rotate":
+	case "enable", "disable":
+		enabled := action == "enable"
+		change = func(k *policy.APIKey) error { k.Enabled = enabled; return nil }
 	default:
-		writeError(w, envGeneric, errNoRoute(path))
+		return errNoRoute(r.URL.Path)
 	}
+	k, secret, err := keys.Update(id, change, action == "rotate")
+	return keyResult(w, rec, action, id, k, secret, err)
 }
 
 type createKeyRequest struct {
@@ -127,16 +154,18 @@ type createKeyRequest struct {
 	AllowedBackends []string   `json:"allowed_backends"`
 }
 
-func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, rec *record) {
+func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
+	keys, err := h.keyRing(r)
+	if err != nil {
+		return err
+	}
 	var req createKeyRequest
-	if aerr := decodeAdminBody(r, &req); aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+	if err := decodeAdminBody(r, &req, true); err != nil {
+		return err
 	}
 	scopes, err := policy.ParseScopes(req.Scopes)
 	if err != nil {
-		writeError(w, envGeneric, errBadRequest(err.Error()))
-		return
+		return errBadRequest(err.Error())
 	}
 	if req.ID == "" {
 		s := mustSecret()
@@ -148,12 +177,12 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, rec *record)
 	if req.ExpiresAt != nil {
 		k.ExpiresAt = *req.ExpiresAt
 	}
-	created, secret, err := h.keys.Create(k)
-	h.keyResult(w, rec, "create", req.ID, created, secret, err)
+	created, secret, err := keys.Create(k)
+	return keyResult(w, rec, "create", req.ID, created, secret, err)
 }
 
 // keyResult answers a key operation and writes its audit detail.
-func (h *Handler) keyResult(w http.ResponseWriter, rec *record, op, id string, k policy.APIKey, secret string, err error) {
+func keyResult(w *recorder, rec *record, op, id string, k policy.APIKey, secret string, err error) error {
 	rec.detail = "api key " + op + " " + id
 	switch {
 	case err == nil:
@@ -162,24 +191,35 @@ func (h *Handler) keyResult(w http.ResponseWriter, rec *record, op, id string, k
 			status = http.StatusCreated
 		}
 		writeJSONValue(w, status, viewOf(k, secret))
+		return nil
 	case errors.Is(err, ErrKeyNotFound):
-		writeError(w, envGeneric, &apiError{Status: http.StatusNotFound, Type: "not_found", Message: err.Error()})
+		return errNotFound(err.Error())
 	case errors.Is(err, ErrKeyExists), errors.Is(err, ErrKeyReadOnly):
-		writeError(w, envGeneric, &apiError{Status: http.StatusConflict, Type: "conflict", Message: err.Error()})
+		return errConflict(err.Error())
 	default:
-		rec.detail += " failed: " + err.Error()
-		writeError(w, envGeneric, errBadRequest(err.Error()))
+		return errBadRequest(err.Error()).withDetail(rec.detail + " failed: " + err.Error())
 	}
 }
 
-func decodeAdminBody(r *http.Request, v any) *apiError {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAdminBody+1))
-	if err != nil || len(body) > maxAdminBody {
-		return errBadRequest("could not read request body")
+// decodeAdminBody reads an admin request's JSON body. strict (the key
+// API) refuses unknown fields and an empty body; otherwise (transitions)
+// an empty body is an empty object.
+func decodeAdminBody(r *http.Request, v any, strict bool) error {
+	body, err := readBody(r, maxAdminBody)
+	if err != nil {
+		return err
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if strict {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	} else {
+		if len(body) == 0 {
+			body = []byte("{}")
+		}
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
 		return errBadRequest("bad JSON body: " + err.Error())
 	}
 	return nil

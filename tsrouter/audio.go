@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"mime"
 	"mime/multipart"
@@ -23,14 +22,11 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
-// The audio gateway (contract §2.6): POST /v1/audio/transcriptions (STT)
+// The audio gateway: POST /v1/audio/transcriptions (STT)
 // and POST /v1/audio/speech (TTS) relay base64 audio and text in JSON to
 // the [[router.audio_routes]] serves. Audio, transcripts and text are
 // caller content: they never reach a log line, an error message or a
 // decision record.
-
-// audioPaths maps the audio endpoints to the route purpose they serve.
-var audioPaths = map[string]string{"/v1/audio/transcriptions": "stt", "/v1/audio/speech": "tts"}
 
 // audioGateway is the audio surface: the routes it may use, the caps and
 // the audio-only slot pool (separate from chat admission, so a burst of
@@ -82,53 +78,31 @@ func (g *audioGateway) bound(purpose string) bool {
 	return false
 }
 
-// paths are the audio endpoints /healthz advertises: those with a route.
-func (g *audioGateway) paths() []string {
-	var out []string
-	for path, purpose := range audioPaths {
-		if g.bound(purpose) {
-			out = append(out, path)
-		}
-	}
-	return out
-}
-
-// serveAudio serves both audio endpoints; purpose is the endpoint's.
-func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, path string) {
-	g, purpose := h.audioGW, audioPaths[path]
-	if !g.bound(purpose) {
-		writeError(w, envGeneric, errNoRoute(path))
-		return
-	}
-	if r.Method != http.MethodPost {
-		allow(w, envGeneric, "POST")
-		return
-	}
+// serveAudio serves both audio endpoints; purpose is the endpoint's
+// ("stt" or "tts"). The routes exist only when the purpose is bound.
+func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose string) error {
+	g := h.audioGW
 	// Audio answers always carry a request id in the body; without a
 	// usable caller id it is an aud_ one, in the header too.
 	if !telemetry.ValidID(r.Header.Get(telemetry.HeaderRequestID)) && !telemetry.ValidID(r.Header.Get(telemetry.HeaderRequestIDLegacy)) {
 		rec.requestID = newAudioRequestID()
 		w.Header()[telemetry.HeaderRequestID] = []string{rec.requestID}
 	}
-	body, aerr := g.readBody(r)
-	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+	body, err := g.readBody(r)
+	if err != nil {
+		return err
 	}
-	req, aerr := parseObject(body)
-	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+	req, err := parseObject(body)
+	if err != nil {
+		return err
 	}
-	route, aerr := g.selectRoute(req, purpose)
-	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+	route, err := g.selectRoute(req, purpose)
+	if err != nil {
+		return err
 	}
 	// Grants and key restrictions name audio routes by id.
 	if !rec.principal.MayUseBackend(route.ID, route.ID) {
-		writeError(w, envGeneric, errAudioRouteForbidden)
-		return
+		return errAudioRouteForbidden
 	}
 	rec.alias, rec.tier, rec.requestBytes = purpose, route.ID, len(body)
 	var reason, outcome string
@@ -142,29 +116,26 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, path str
 		defer func() { <-g.slots }()
 	default:
 		reason, outcome = "audio_busy", "skipped"
-		writeError(w, envGeneric, errAudioBusy)
-		return
+		return errAudioBusy
 	}
 	var call *audioCall
+	var aerr *apiError
 	if purpose == "stt" {
 		call, aerr = g.transcription(req, route)
 	} else {
 		call, aerr = g.speech(req, route)
 	}
 	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+		return aerr
 	}
 	reply, err := route.Post(r.Context(), call.path, call.contentType, call.accept, call.body, int64(g.limits.MaxOutputBytes))
 	if err != nil {
 		reason, outcome, aerr = audioFailure(err, purpose)
 		if aerr == nil { // the caller is gone; nobody to answer
 			rec.detail = "client disconnected; audio upstream cancelled"
-			return
+			return nil
 		}
-		rec.detail = "audio upstream: " + err.Error()
-		writeError(w, envGeneric, aerr)
-		return
+		return aerr.withDetail("audio upstream: " + err.Error())
 	}
 	var out []byte
 	if purpose == "stt" {
@@ -174,12 +145,11 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, path str
 	}
 	if out == nil {
 		outcome = "error"
-		rec.detail = "audio upstream: unusable reply (" + reason + ")"
-		writeError(w, envGeneric, errAudioUpstream)
-		return
+		return errAudioUpstream.withDetail("audio upstream: unusable reply (" + reason + ")")
 	}
 	outcome = "served"
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // audioFailure maps a failed upstream exchange to the decision reason and
@@ -225,24 +195,20 @@ func (h *Handler) recordAudio(w *recorder, rec *record, purpose string, route *b
 
 // readBody applies the audio framing rules: a Content-Length is required
 // (no chunked bodies) and the encoded cap is checked before reading.
-func (g *audioGateway) readBody(r *http.Request) ([]byte, *apiError) {
+func (g *audioGateway) readBody(r *http.Request) ([]byte, error) {
 	if len(r.TransferEncoding) > 0 || r.ContentLength < 0 {
 		return nil, errAudioLength
 	}
 	if r.ContentLength > g.bodyCap {
 		return nil, errAudioBodyTooLarge
 	}
-	body := make([]byte, r.ContentLength)
-	if _, err := io.ReadFull(r.Body, body); err != nil {
-		return nil, &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Message: "could not read request body", Close: true}
-	}
-	return body, nil
+	return readBody(r, g.bodyCap)
 }
 
 // selectRoute picks the route: the one named by "route" (which must serve
 // this endpoint's purpose), else the purpose's default. "purpose", when
 // given, must be this endpoint's. There is no fallback between routes.
-func (g *audioGateway) selectRoute(req *jsonobj.Object, purpose string) (*backends.AudioRoute, *apiError) {
+func (g *audioGateway) selectRoute(req *jsonobj.Object, purpose string) (*backends.AudioRoute, error) {
 	id, hasID, aerr := optString(req, "route")
 	if aerr != nil {
 		return nil, aerr

@@ -61,9 +61,11 @@ type record struct {
 // It keeps http.Flusher working for streams.
 type recorder struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
-	rec    record
+	// tailnet is the tailnet door's identity source (nil on other doors).
+	tailnet *tailnetDoor
+	status  int
+	bytes   int64
+	rec     record
 }
 
 func (w *recorder) WriteHeader(code int) {

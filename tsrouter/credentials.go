@@ -8,15 +8,13 @@ import (
 	"github.com/anvil-serving/anvil-router/policy"
 )
 
-var errKeyForbidden = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this API key is not permitted to use this endpoint"}
-
 // admitCredentials checks the router token and any API key for the
 // request and narrows rec.principal by the key's policy. The rule (policy
 // package): the tailnet grant bounds what any key used from that node can
 // reach; the router token is checked independently.
-func (h *Handler) admitCredentials(r *http.Request, rec *record, d door, path string) *apiError {
+func (h *Handler) admitCredentials(r *http.Request, rec *record, class policy.PathClass) error {
 	creds := policy.SplitCredentials(h.token, r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"))
-	req := policy.KeyRequest{Mode: policy.KeyModePermissive, Class: policy.ClassifyPath(path), Creds: creds, Now: time.Now(), TierOf: h.tierOf}
+	req := policy.KeyRequest{Mode: policy.KeyModePermissive, Class: class, Creds: creds, Now: time.Now(), TierOf: h.tierOf}
 	if h.keys != nil {
 		req.Mode, req.Keys = h.keys.Mode(), h.keys.Set()
 	}
@@ -24,17 +22,14 @@ func (h *Handler) admitCredentials(r *http.Request, rec *record, d door, path st
 	switch {
 	case err == nil:
 	case policy.Unauthenticated(err):
-		rec.detail = credentialDetail(err)
-		return errUnauthorized
+		return errUnauthorized.withDetail(credentialDetail(err))
 	default:
-		rec.detail = credentialDetail(err)
-		return errKeyForbidden
+		return errKeyForbidden.withDetail(credentialDetail(err))
 	}
 	// On the loopback API door there is no identity: the token or a key
 	// must have been presented.
-	if d == doorLocalAPI && !h.token.Enabled() && p.Key == nil {
-		rec.detail = "the local API needs the router token or an API key"
-		return errUnauthorized
+	if rec.door == doorLocalAPI && !h.token.Enabled() && p.Key == nil {
+		return errUnauthorized.withDetail("the local API needs the router token or an API key")
 	}
 	rec.principal = p
 	return nil

@@ -3,6 +3,8 @@ package tsrouter
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -106,10 +108,47 @@ func (h *Handler) tierGauges() []telemetry.TierGauge {
 
 // serveMetrics refreshes the queue and readiness gauges, then serves the
 // exposition.
-func (h *Handler) serveMetrics(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveMetrics(w *recorder, r *http.Request, rec *record) error {
 	for _, t := range h.backends.Tiers() {
 		h.metrics.SetQueueDepth(t.ID, t.QueueDepth())
 		h.metrics.SetTierReady(t.ID, t.Readiness().Available)
 	}
-	h.metrics.ServeMetrics(w, r)
+	body, contentType, err := h.metrics.Exposition(r.URL.RawQuery)
+	if err != nil {
+		return err
+	}
+	writeBody(w, http.StatusOK, contentType, body)
+	return nil
+}
+
+// serveDecisions serves GET /v1/decisions (admin).
+func (h *Handler) serveDecisions(w *recorder, r *http.Request, rec *record) error {
+	return writeView(w)(h.decisions.Decisions(r.URL.RawQuery))
+}
+
+// serveStats serves GET /v1/stats (admin).
+func (h *Handler) serveStats(w *recorder, r *http.Request, rec *record) error {
+	return writeView(w)(h.decisions.Stats(r.URL.RawQuery))
+}
+
+// serveRequest serves GET /v1/requests/{request_id} (admin). The id is
+// decoded once more, as the Python router did; an id with a slash is no
+// request id.
+func (h *Handler) serveRequest(w *recorder, r *http.Request, rec *record) error {
+	id, err := url.PathUnescape(r.PathValue("request_id"))
+	if err != nil || strings.Contains(id, "/") {
+		id = ""
+	}
+	return writeView(w)(h.decisions.Request(id))
+}
+
+// writeView answers a decision-log view: its body, or its error.
+func writeView(w http.ResponseWriter) func([]byte, error) error {
+	return func(body []byte, err error) error {
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, body)
+		return nil
+	}
 }

@@ -7,15 +7,27 @@ import (
 	"strconv"
 
 	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
+
+// This file is the one place that decides what a failure looks like on the
+// wire. Handlers return errors; Handler.fail (the only caller of
+// writeError) maps each to a status, an error.type, a message and retry
+// hints in the route's envelope. Every (status, type) pair the router can
+// answer with is declared below with declare, and README.md's "Statuses"
+// table lists exactly the declared pairs (TestStatusesMatchREADME). No
+// other file builds an apiError (TestAPIErrorsBuiltOnlyHere).
 
 // envelope is the wire shape of an error body: each caller dialect has its
 // own, and the SDKs only raise their typed errors for the right one.
 type envelope int
 
 const (
+	// envUnset is no envelope: a route must name its own (a test checks),
+	// and an error in it is written like envGeneric.
+	envUnset envelope = iota
 	// envGeneric / envOpenAI: {"error":{"type":T,"message":M}}.
-	envGeneric envelope = iota
+	envGeneric
 	envOpenAI
 	// envResponses adds "code":null (OpenAI Responses).
 	envResponses
@@ -23,11 +35,55 @@ const (
 	envAnthropic
 )
 
-// apiError is every error the router answers with. All statuses are decided
-// in this file: handlers return apiErrors, never write statuses themselves.
+// kind is one (status, error.type) pair the router answers with.
+type kind struct {
+	Status int
+	Type   string
+}
+
+// kinds is every declared pair, in declaration order.
+var kinds []kind
+
+func declare(status int, typ string) kind {
+	k := kind{status, typ}
+	kinds = append(kinds, k)
+	return k
+}
+
+// The declared statuses. Two spellings of "bad request" exist on purpose:
+// invalid_request_error on the inference paths (what the OpenAI SDKs and
+// the Python router send there) and invalid_request on the read-only GET
+// views and the audio framing checks, whose clients match on the Python
+// router's token.
+var (
+	kindBadRequest      = declare(http.StatusBadRequest, "invalid_request_error")
+	kindBadQuery        = declare(http.StatusBadRequest, "invalid_request")
+	kindUnsupported     = declare(http.StatusBadRequest, "unsupported_feature")
+	kindBadTransition   = declare(http.StatusBadRequest, "invalid_transition")
+	kindUnauthorized    = declare(http.StatusUnauthorized, "authentication_error")
+	kindForbidden       = declare(http.StatusForbidden, "permission_error")
+	kindNotFound        = declare(http.StatusNotFound, "not_found")
+	kindModelNotFound   = declare(http.StatusNotFound, "model_not_found")
+	kindRouteNotFound   = declare(http.StatusNotFound, "route_not_found")
+	kindMethod          = declare(http.StatusMethodNotAllowed, "method_not_allowed")
+	kindConflict        = declare(http.StatusConflict, "conflict")
+	kindLengthRequired  = declare(http.StatusLengthRequired, "invalid_request")
+	kindTooLarge        = declare(http.StatusRequestEntityTooLarge, "payload_too_large")
+	kindServeMediaType  = declare(http.StatusUnsupportedMediaType, "invalid_request_error")
+	kindServeUnprocess  = declare(http.StatusUnprocessableEntity, "invalid_request_error")
+	kindAudioMode       = declare(http.StatusUnprocessableEntity, "unsupported_audio_mode")
+	kindRateLimited     = declare(http.StatusTooManyRequests, "rate_limit_exceeded")
+	kindInternal        = declare(http.StatusInternalServerError, "internal_error")
+	kindUpstream        = declare(http.StatusBadGateway, "upstream_error")
+	kindBusy            = declare(http.StatusServiceUnavailable, "server_busy")
+	kindExhausted       = declare(http.StatusServiceUnavailable, "service_unavailable") // status: [router].exhaustion_status
+	kindTransitionFail  = declare(http.StatusServiceUnavailable, "transition_failed")
+	kindUpstreamTimeout = declare(http.StatusGatewayTimeout, "upstream_timeout")
+)
+
+// apiError is a failure as the caller sees it.
 type apiError struct {
-	Status  int
-	Type    string
+	kind
 	Message string
 	// RetryAfter, if set, is sent as the Retry-After header (seconds).
 	RetryAfter string
@@ -38,93 +94,200 @@ type apiError struct {
 	// Close asks the server to close the connection after the response
 	// (framing errors, where the rest of the stream cannot be trusted).
 	Close bool
+	// Allow is the Allow header of a 405.
+	Allow string
+	// detail is the operator's explanation for the audit line; never sent.
+	detail string
 }
 
 func (e *apiError) Error() string { return e.Message }
 
+// withDetail returns a copy of e that tells the operator why (the shared
+// error values are never modified).
+func (e *apiError) withDetail(detail string) *apiError {
+	c := *e
+	c.detail = detail
+	return &c
+}
+
+func newError(k kind, msg string) *apiError { return &apiError{kind: k, Message: msg} }
+
 // Errors the router raises on its own account.
 var (
-	errUnauthorized = &apiError{Status: http.StatusUnauthorized, Type: "authentication_error", Message: "invalid or missing API key"}
-	errForbidden    = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this tailnet node or user is not permitted to use the router"}
-	errBusy         = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "server busy; try again later", Close: true}
-	errTooLarge     = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request body too large", Close: true}
-	errOverContext  = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "request exceeds the context window of every available tier; send a smaller request"}
-	errModelUnknown = &apiError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
+	errUnauthorized   = newError(kindUnauthorized, "invalid or missing API key")
+	errForbidden      = newError(kindForbidden, "this tailnet node or user is not permitted to use the router")
+	errKeyForbidden   = newError(kindForbidden, "this API key is not permitted to use this endpoint")
+	errAdminForbidden = newError(kindForbidden, "admin permission required")
+	errBusy           = &apiError{kind: kindBusy, Message: "server busy; try again later", Close: true}
+	errMgmtBusy       = newError(kindBusy, "management busy; try again later")
+	errMutationBusy   = newError(kindBusy, "transition mutation busy")
+	errTransitionFail = newError(kindTransitionFail, "transition failed")
+	errTooLarge       = &apiError{kind: kindTooLarge, Message: "request body too large", Close: true}
+	errUnreadableBody = &apiError{kind: kindBadRequest, Message: "could not read request body", Close: true}
+	errOverContext    = newError(kindTooLarge, "request exceeds the context window of every available tier; send a smaller request")
+	errModelUnknown   = newError(kindModelNotFound, "unknown configured model")
+	errKeyNotFound    = newError(kindNotFound, "api key not found")
+	errInternal       = newError(kindInternal, "internal error")
+	errUpstreamFailed = newError(kindUpstream, "model upstream failed")
 )
 
-// Audio gateway errors (contract §2.6). Framing refusals close the
-// connection: the rest of the stream cannot be trusted or was not read.
+// Audio gateway errors. Framing refusals close the connection: the rest of
+// the stream cannot be trusted or was not read.
 var (
-	errAudioLength         = &apiError{Status: http.StatusLengthRequired, Type: "invalid_request", Message: "audio requests need a Content-Length; chunked request bodies are not supported", Close: true}
-	errAudioBodyTooLarge   = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "audio request body too large", Close: true}
-	errAudioInputTooLarge  = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "audio_b64 decodes to more than audio_max_input_bytes"}
-	errAudioTextTooLong    = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "input is longer than audio_max_text_chars characters"}
-	errAudioOutputTooLarge = &apiError{Status: http.StatusRequestEntityTooLarge, Type: "payload_too_large", Message: "synthesized audio exceeds audio_max_output_bytes"}
-	errAudioRouteNotFound  = &apiError{Status: http.StatusNotFound, Type: "route_not_found", Message: "unknown audio route for this endpoint"}
-	errAudioRouteForbidden = &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "this audio route is not permitted for this caller"}
-	errAudioNotFinal       = &apiError{Status: http.StatusUnprocessableEntity, Type: "unsupported_audio_mode", Message: "only final transcription is supported; send is_final: true"}
-	errAudioBusy           = &apiError{Status: http.StatusServiceUnavailable, Type: "server_busy", Message: "audio gateway busy; try again later"}
-	errAudioUpstream       = &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Message: "audio upstream failed"}
-	errAudioTimeout        = &apiError{Status: http.StatusGatewayTimeout, Type: "upstream_timeout", Message: "audio upstream timed out"}
-	errAudioInternal       = &apiError{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal audio gateway error"}
+	errAudioLength         = &apiError{kind: kindLengthRequired, Message: "audio requests need a Content-Length; chunked request bodies are not supported", Close: true}
+	errAudioBodyTooLarge   = &apiError{kind: kindTooLarge, Message: "audio request body too large", Close: true}
+	errAudioInputTooLarge  = newError(kindTooLarge, "audio_b64 decodes to more than audio_max_input_bytes")
+	errAudioTextTooLong    = newError(kindTooLarge, "input is longer than audio_max_text_chars characters")
+	errAudioOutputTooLarge = newError(kindTooLarge, "synthesized audio exceeds audio_max_output_bytes")
+	errAudioRouteNotFound  = newError(kindRouteNotFound, "unknown audio route for this endpoint")
+	errAudioRouteForbidden = newError(kindForbidden, "this audio route is not permitted for this caller")
+	errAudioNotFinal       = newError(kindAudioMode, "only final transcription is supported; send is_final: true")
+	errAudioBusy           = newError(kindBusy, "audio gateway busy; try again later")
+	errAudioUpstream       = newError(kindUpstream, "audio upstream failed")
+	errAudioTimeout        = newError(kindUpstreamTimeout, "audio upstream timed out")
+	errAudioInternal       = newError(kindInternal, "internal audio gateway error")
 )
 
 // errRateLimited is 429 with the seconds until the caller's bucket has a
 // request again.
 func errRateLimited(retryAfter int) *apiError {
-	return &apiError{Status: http.StatusTooManyRequests, Type: "rate_limit_exceeded", Message: "rate limit exceeded; retry after " + strconv.Itoa(retryAfter) + "s", RetryAfter: strconv.Itoa(retryAfter)}
+	s := strconv.Itoa(retryAfter)
+	return &apiError{kind: kindRateLimited, Message: "rate limit exceeded; retry after " + s + "s", RetryAfter: s}
 }
 
 // errModelForbidden names the model the caller's grant does not cover.
 func errModelForbidden(model string) *apiError {
-	return &apiError{Status: http.StatusForbidden, Type: "permission_error", Message: "model " + strconv.Quote(model) + " is not permitted for this caller"}
+	return newError(kindForbidden, "model "+strconv.Quote(model)+" is not permitted for this caller")
 }
 
-func errNoRoute(path string) *apiError {
-	return &apiError{Status: http.StatusNotFound, Type: "not_found", Message: "no route " + path}
-}
+func errNoRoute(path string) *apiError { return newError(kindNotFound, "no route "+path) }
 
-func errBadRequest(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request_error", Message: msg}
-}
+func errBadRequest(msg string) *apiError { return newError(kindBadRequest, msg) }
 
-// errUnsupported refuses a request feature the router does not offer
-// (the Responses allow-list, contract §2.4); msg names the fields.
-func errUnsupported(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Type: "unsupported_feature", Message: msg}
-}
+// errBadQuery refuses a malformed query of a read-only view.
+func errBadQuery(msg string) *apiError { return newError(kindBadQuery, msg) }
+
+// errUnsupported refuses a request feature the router does not offer (the
+// Responses allow-list); msg names the fields.
+func errUnsupported(msg string) *apiError { return newError(kindUnsupported, msg) }
+
+func errTransition(msg string) *apiError { return newError(kindBadTransition, msg) }
+
+func errConflict(msg string) *apiError { return newError(kindConflict, msg) }
+
+func errNotFound(msg string) *apiError { return newError(kindNotFound, msg) }
+
+// errUnknownPurposeModel lists the configured models of the kind, so a
+// caller can correct the request.
+func errUnknownPurposeModel(msg string) *apiError { return newError(kindModelNotFound, msg) }
 
 func errMethod(allow string) *apiError {
-	return &apiError{Status: http.StatusMethodNotAllowed, Type: "method_not_allowed", Message: "method not allowed; use " + allow}
+	return &apiError{kind: kindMethod, Message: "method not allowed; use " + allow, Allow: allow}
 }
 
 // errExhausted is the failover signal: the routed serve cannot take the
 // request now. Status is the configured exhaustion_status.
 func errExhausted(status int, retryAfter string) *apiError {
-	return &apiError{Status: status, Type: "service_unavailable", Message: "the configured model service is unavailable", RetryAfter: retryAfter}
+	k := kindExhausted
+	k.Status = status
+	return &apiError{kind: k, Message: "the configured model service is unavailable", RetryAfter: retryAfter}
 }
 
-// fromUpstream maps a classified upstream failure to the caller's status.
+// errToolsUnsupported answers tools on a tier without tool support with
+// the exhaustion status (so a failover client goes elsewhere) marked
+// permanent: this tier will never take tools, and the SDKs retry 5xx.
+func errToolsUnsupported(status int) *apiError {
+	e := errExhausted(status, "")
+	e.Permanent = true
+	return e
+}
+
+// fromUpstream maps a classified upstream failure to the caller's status:
+// unavailable → the exhaustion status; the serve's own refusal of the
+// input (400, 413, 415, 422) → that status; anything else → 502.
 func fromUpstream(err error, exhaustionStatus int) *apiError {
 	var be *backends.Error
 	if !errors.As(err, &be) {
-		return &apiError{Status: http.StatusInternalServerError, Type: "internal_error", Message: "internal error"}
+		return errInternal
 	}
 	switch be.Kind {
 	case backends.Unavailable:
 		return errExhausted(exhaustionStatus, be.RetryAfter)
 	case backends.Rejected:
-		t := "invalid_request_error"
-		if be.Status == http.StatusRequestEntityTooLarge {
-			t = "payload_too_large"
+		k := kindBadRequest
+		switch be.Status {
+		case http.StatusRequestEntityTooLarge:
+			k = kindTooLarge
+		case http.StatusUnsupportedMediaType:
+			k = kindServeMediaType
+		case http.StatusUnprocessableEntity:
+			k = kindServeUnprocess
 		}
-		return &apiError{Status: be.Status, Type: t, Message: be.Message}
+		return newError(k, be.Message)
 	default:
-		return &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Message: be.Message}
+		return newError(kindUpstream, be.Message)
 	}
 }
 
-// writeError answers e in the caller's envelope.
+// fromQuery maps a telemetry view's refusal of its query.
+func fromQuery(qe *telemetry.QueryError) *apiError {
+	switch qe.Status {
+	case http.StatusNotFound:
+		if qe.Type == kindModelNotFound.Type {
+			return newError(kindModelNotFound, qe.Message)
+		}
+		return errNotFound(qe.Message)
+	case http.StatusBadRequest:
+		return errBadQuery(qe.Message)
+	}
+	return errInternal
+}
+
+// fail answers err in env: the one writer of error bodies. Whatever the
+// error, the audit line gets its detail. A client that went away gets
+// nothing; a response that was already committed (a stream) cannot change
+// status, so only the record notes it.
+func (h *Handler) fail(w *recorder, env envelope, err error) {
+	rec := &w.rec
+	if errors.Is(err, backends.ErrClientGone) {
+		if rec.reason == "" {
+			rec.decide("client_disconnected", "error")
+		}
+		if rec.detail == "" {
+			rec.detail = "client disconnected before the serve answered"
+		}
+		return
+	}
+	var ae *apiError
+	var qe *telemetry.QueryError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &qe):
+		ae = fromQuery(qe)
+	default:
+		var be *backends.Error
+		if errors.As(err, &be) {
+			ae = fromUpstream(err, h.backends.ExhaustionStatus)
+		} else {
+			ae = errInternal
+		}
+		if rec.detail == "" {
+			rec.detail = err.Error()
+		}
+	}
+	if ae.detail != "" {
+		rec.detail = ae.detail
+	}
+	if w.status != 0 {
+		if rec.detail == "" {
+			rec.detail = "error after the response started: " + ae.Message
+		}
+		return
+	}
+	writeError(w, env, ae)
+}
+
+// writeError answers e in the caller's envelope. Only fail calls it.
 func writeError(w http.ResponseWriter, env envelope, e *apiError) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -136,6 +299,9 @@ func writeError(w http.ResponseWriter, env envelope, e *apiError) {
 	}
 	if e.Close {
 		h.Set("Connection", "close")
+	}
+	if e.Allow != "" {
+		h.Set("Allow", e.Allow)
 	}
 	body := errorBody(env, e.Type, e.Message)
 	h.Set("Content-Length", strconv.Itoa(len(body)))

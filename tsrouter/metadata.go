@@ -15,23 +15,19 @@ import (
 )
 
 // The metadata endpoints clients reconcile their limits from (harness
-// sync) and operators watch. Contract §4.2 and §5; shapes kept.
-
-func errModelQuery(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Type: "invalid_request", Message: msg}
-}
+// sync) and operators watch, in the Python router's shapes.
 
 // modelFilter reads the only query parameter the model views accept,
 // ?model=alias, and returns the tiers to show.
-func (h *Handler) modelFilter(q url.Values, extra ...string) ([]*backends.Tier, *apiError) {
+func (h *Handler) modelFilter(q url.Values, extra ...string) ([]*backends.Tier, error) {
 	for k := range q {
 		if k != "model" && !slices.Contains(extra, k) {
-			return nil, errModelQuery("unsupported query parameter " + strconv.Quote(k))
+			return nil, errBadQuery("unsupported query parameter " + strconv.Quote(k))
 		}
 	}
 	if vs, ok := q["model"]; ok {
 		if len(vs) != 1 {
-			return nil, errModelQuery("model may be given once")
+			return nil, errBadQuery("model may be given once")
 		}
 		t, ok := h.backends.Lookup(backends.NormalizeAlias(vs[0]))
 		if !ok {
@@ -66,11 +62,10 @@ func intOrNil(n int) any {
 }
 
 // capabilities serves GET /v1/models/capabilities[?model=].
-func (h *Handler) capabilities(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) capabilities(w *recorder, r *http.Request, rec *record) error {
 	tiers, aerr := h.modelFilter(r.URL.Query())
 	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+		return aerr
 	}
 	rows := []map[string]any{}
 	for _, t := range tiers {
@@ -88,6 +83,7 @@ func (h *Handler) capabilities(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, row)
 	}
 	writeJSONValue(w, http.StatusOK, map[string]any{"object": "list", "data": rows})
+	return nil
 }
 
 func nilIfEmpty(m map[string]any) any {
@@ -98,11 +94,10 @@ func nilIfEmpty(m map[string]any) any {
 }
 
 // fingerprints serves GET /v1/models/fingerprints[?model=].
-func (h *Handler) fingerprints(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) fingerprints(w *recorder, r *http.Request, rec *record) error {
 	tiers, aerr := h.modelFilter(r.URL.Query())
 	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+		return aerr
 	}
 	rows := []map[string]any{}
 	for _, t := range tiers {
@@ -115,6 +110,7 @@ func (h *Handler) fingerprints(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSONValue(w, http.StatusOK, map[string]any{"object": "list", "data": rows})
+	return nil
 }
 
 func nilIfBlank(s string) any {
@@ -130,7 +126,7 @@ func nilIfBlank(s string) any {
 // audio rows come from an unauthenticated GET of the serve's /v1/models,
 // cached like tier probes; those probes run in parallel so one hung serve
 // costs one probe timeout, not one per row.
-func (h *Handler) healthTiers(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) healthTiers(w *recorder, r *http.Request, rec *record) error {
 	type entry struct {
 		id, role string
 		check    func() backends.Readiness
@@ -157,6 +153,7 @@ func (h *Handler) healthTiers(w http.ResponseWriter, r *http.Request) {
 		rows = append(rows, healthRow(e.id, e.role, results[i]))
 	}
 	writeJSONValue(w, http.StatusOK, map[string]any{"tiers": rows})
+	return nil
 }
 
 // healthRow is one row of /v1/health/tiers: fixed tokens, no URLs.
@@ -180,10 +177,9 @@ func healthRow(id, role string, rd backends.Readiness) map[string]any {
 }
 
 // routerStatus serves GET /v1/router/status.
-func (h *Handler) routerStatus(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) routerStatus(w *recorder, r *http.Request, rec *record) error {
 	if r.URL.RawQuery != "" {
-		writeError(w, envGeneric, errModelQuery("/v1/router/status takes no query parameters"))
-		return
+		return errBadQuery("/v1/router/status takes no query parameters")
 	}
 	enabled := 0
 	for _, t := range h.backends.Tiers() {
@@ -204,6 +200,7 @@ func (h *Handler) routerStatus(w http.ResponseWriter, r *http.Request) {
 		"tier_counts":    map[string]int{"configured": len(h.backends.Tiers()), "enabled": enabled},
 		"config_sha256":  h.configHash,
 	})
+	return nil
 }
 
 // capacityParams are the scenario inputs of /v1/models/capacity.
@@ -211,20 +208,18 @@ var capacityParams = []string{"gpu_role", "images", "videos", "input_tokens", "i
 
 // capacity serves GET /v1/models/capacity: configured capacity joined with
 // live load scraped from each serve's /metrics, and an optional scenario.
-func (h *Handler) capacity(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) capacity(w *recorder, r *http.Request, rec *record) error {
 	q := r.URL.Query()
 	tiers, aerr := h.modelFilter(q, capacityParams...)
 	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+		return aerr
 	}
 	scenario := map[string]int64{}
 	for _, k := range capacityParams[1:] {
 		if vs, ok := q[k]; ok {
 			n, err := strconv.ParseInt(vs[0], 10, 64)
 			if len(vs) != 1 || err != nil || n < 0 || n > 10_000_000 || strings.TrimLeft(vs[0], "0123456789") != "" {
-				writeError(w, envGeneric, errModelQuery(k+" must be a whole number from 0 to 10000000"))
-				return
+				return errBadQuery(k + " must be a whole number from 0 to 10000000")
 			}
 			scenario[k] = n
 		}
@@ -244,6 +239,7 @@ func (h *Handler) capacity(w http.ResponseWriter, r *http.Request) {
 		out = append(out, rows[i])
 	}
 	writeJSONValue(w, http.StatusOK, map[string]any{"object": "list", "data": out})
+	return nil
 }
 
 func capacityRow(ctx context.Context, t *backends.Tier, scenario map[string]int64) map[string]any {

@@ -13,46 +13,33 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
-// purposePaths maps the purpose endpoints to their model kind.
-var purposePaths = map[string]string{"/v1/embeddings": "embedding", "/v1/rerank": "rerank"}
-
 // purpose serves POST /v1/embeddings and /v1/rerank: validated, then relayed
-// verbatim to the configured purpose model (never to a chat tier).
-func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string) {
+// verbatim to the configured purpose model of kind (never to a chat tier).
+// The route exists only when such models are configured.
+func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string) error {
 	models := h.backends.PurposeModels(kind)
-	if len(models) == 0 {
-		writeError(w, envGeneric, errNoRoute(r.URL.Path))
-		return
+	body, err := h.readBody(r)
+	if err != nil {
+		return err
 	}
-	body, aerr := h.readBody(r)
-	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
-	}
-	req, aerr := parseObject(body)
-	if aerr != nil {
-		writeError(w, envGeneric, aerr)
-		return
+	req, err := parseObject(body)
+	if err != nil {
+		return err
 	}
 	var model string
 	if json.Unmarshal(req.Get("model"), &model) != nil || strings.TrimSpace(model) == "" {
-		writeError(w, envGeneric, errBadRequest("model must be a non-empty string"))
-		return
+		return errBadRequest("model must be a non-empty string")
 	}
 	if msg := purposeInputProblem(kind, req); msg != "" {
-		writeError(w, envGeneric, errBadRequest(msg))
-		return
+		return errBadRequest(msg)
 	}
 	p, ok := h.backends.Purpose(kind, model)
 	if !ok {
-		writeError(w, envGeneric, &apiError{Status: http.StatusNotFound, Type: "model_not_found",
-			Message: "unknown " + kind + " model; configured: " + strings.Join(models, ", ")})
-		return
+		return errUnknownPurposeModel("unknown " + kind + " model; configured: " + strings.Join(models, ", "))
 	}
 	// Grants name the model; a restricted key lists the entry's id.
 	if !rec.principal.MayUseBackend(backends.NormalizeAlias(model), p.ID) {
-		writeError(w, envGeneric, errModelForbidden(model))
-		return
+		return errModelForbidden(model)
 	}
 	rec.alias, rec.tier = kind, p.ID
 	reply, err := p.Relay(r.Context(), body)
@@ -69,25 +56,23 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 	switch {
 	case errors.Is(err, backends.ErrClientGone):
 		outcome, reason = "error", "client_disconnected"
-		return
+		return err
 	case errors.As(err, &be) && be.Kind == backends.Rejected:
 		// The serve refused the input itself: the caller must know, as a 4xx.
 		outcome, reason = "error", "backend_error_rejected"
-		rec.detail = "upstream: " + err.Error()
-		writeError(w, envGeneric, fromUpstream(err, h.backends.ExhaustionStatus))
-		return
+		return fromUpstream(err, h.backends.ExhaustionStatus).withDetail("upstream: " + err.Error())
 	case err != nil:
+		// Anything else is the serve's failure: 502, never the exhaustion
+		// status (there is no other purpose model to fail over to).
 		outcome, reason = "error", "backend_error_failed"
-		rec.detail = "upstream: " + err.Error()
-		writeError(w, envGeneric, &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Message: "model upstream failed"})
-		return
+		return errUpstreamFailed.withDetail("upstream: " + err.Error())
 	}
-	if b := bytes.TrimSpace(reply.Body); len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+	if b := bytes.TrimSpace(reply.Body); len(b) == 0 || b[0] != '{' || !jsonobj.Valid(b) {
 		outcome, reason = "error", "backend_error_malformed"
-		writeError(w, envGeneric, &apiError{Status: http.StatusBadGateway, Type: "upstream_error", Message: "model upstream failed"})
-		return
+		return errUpstreamFailed
 	}
 	writeJSON(w, http.StatusOK, reply.Body)
+	return nil
 }
 
 // purposeInputProblem checks the kind-specific required fields.

@@ -1,7 +1,8 @@
-// Package tsrouter is the router's front door: the HTTP handler every
-// listener shares (dev loopback listener now, the tailnet listener next),
-// authentication, routing of each path, the caller-facing wire dialects and
-// the one table that maps failures to statuses.
+// Package tsrouter is the router's front door: the tsnet node and the
+// listeners, the HTTP handler they share, who the caller is (tailnet
+// identity, router token, API keys), the route table (routes.go), the one
+// inference pipeline (pipeline.go) with its caller dialects, and the one
+// writer that turns every failure into a status (errors.go).
 package tsrouter
 
 import (
@@ -9,9 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
-// Defaults of the process-level limits (contract §1.8).
+// Defaults of the process-level limits, as the Python router had them.
 const (
 	DefaultMaxBodyBytes   = 32 << 20
 	DefaultMaxConcurrency = 64
@@ -71,12 +69,9 @@ type Handler struct {
 	keys       *KeyRing
 	adminToken policy.Token
 	audioGW    *audioGateway
-}
-
-// routes lists the paths /healthz advertises.
-var routes = []string{
-	"/metrics", "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/v1/decisions", "/v1/health/tiers", "/v1/models/capabilities",
-	"/v1/models/capacity", "/v1/models/fingerprints", "/v1/requests/{request_id}", "/v1/router/status", "/v1/stats",
+	// mux matches paths to the routes this config serves (served).
+	mux    *http.ServeMux
+	served []*route
 }
 
 // New returns the handler.
@@ -122,30 +117,15 @@ func New(opts Options) *Handler {
 	}
 	h.slots = make(chan struct{}, n)
 	h.mgmt = make(chan struct{}, managementSlots)
-	served := slices.Clone(routes)
-	for path, kind := range purposePaths {
-		if len(opts.Backends.PurposeModels(kind)) > 0 {
-			served = append(served, path)
-		}
-	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
-	served = append(served, h.audioGW.paths()...)
+	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
 		"dialects": []string{"anthropic", "openai", "responses"},
-		"routes":   slices.Sorted(slices.Values(served)),
+		"routes":   h.advertisedPaths(),
 	})
 	h.modelsBody = modelsJSON(opts.Backends, nil)
 	return h
-}
-
-// metadataRoutes are the read-only lifecycle views.
-var metadataRoutes = map[string]func(*Handler, http.ResponseWriter, *http.Request){
-	"/v1/models/capabilities": (*Handler).capabilities,
-	"/v1/models/fingerprints": (*Handler).fingerprints,
-	"/v1/models/capacity":     (*Handler).capacity,
-	"/v1/health/tiers":        (*Handler).healthTiers,
-	"/v1/router/status":       (*Handler).routerStatus,
 }
 
 // ServeHTTP serves the dev listener: loopback only, no tailnet identity,
@@ -154,196 +134,169 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.serve(w, r, doorDev, nil)
 }
 
-// serve dispatches one request that came through door d. Order matters and
-// is part of the contract: liveness first (never gated), then who the
-// caller is (tailnet identity, fail closed), the global slot, the token —
-// all before any route lookup, so unknown paths do not reveal what exists.
+// serve handles one request that came through door d (tn is the tailnet
+// door's identity source, nil elsewhere). Liveness is answered first and
+// never gated; everything else is matched against the route table and
+// goes through dispatch.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, d door, tn *tailnetDoor) {
-	rw := &recorder{ResponseWriter: w}
+	rw := &recorder{ResponseWriter: w, tailnet: tn}
 	rw.rec.start = time.Now()
 	rw.rec.door = d
 	defer h.audit(rw, r)
-	w = rw
 	w.Header().Set("Server", "anvil")
-	path := r.URL.Path
-	if len(path) > 1 {
-		path = strings.TrimRight(path, "/")
-	}
-	if path == "/healthz" && isGet(r.Method) {
+	p := routedPath(r.URL.Path)
+	if p == "/healthz" && isGet(r.Method) {
 		rw.rec.quiet = true
-		writeJSON(w, http.StatusOK, h.healthBody)
+		writeJSON(rw, http.StatusOK, h.healthBody)
 		return
 	}
-	rec := &rw.rec
+	if p == "" {
+		h.dispatch(rw, r, noRoute)
+		return
+	}
+	if p != r.URL.Path {
+		r2 := *r
+		u := *r.URL
+		u.Path, u.RawPath = p, ""
+		r2.URL = &u
+		r = &r2
+	}
+	h.mux.ServeHTTP(rw, r)
+}
+
+// endpoint is the mux's handler for rt.
+func (h *Handler) endpoint(rt *route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.dispatch(w.(*recorder), r, rt)
+	})
+}
+
+// dispatch runs the front door for rt, then its handler. The order matters:
+// who the caller is (the door, tailnet identity — fail
+// closed), the router token and API keys, rate limits — all before
+// anything reveals whether the path exists; then the slot, admin rights
+// and the method. Every refusal is an error for fail.
+func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
+	rec := &w.rec
 	// Every response carries the request id the decision log keys on: the
 	// caller's own when it sent a usable one, else a generated one.
 	rec.requestID, rec.workbenchRunID, rec.taskID, _ = telemetry.Correlation(r.Header)
 	w.Header()[telemetry.HeaderRequestID] = []string{rec.requestID}
-	if envelopeFor(path) == envAnthropic {
+	if rt.env == envAnthropic {
 		// Anthropic's SDKs read the id from request-id (message._request_id,
 		// APIError.requestID), not from X-Request-Id.
 		w.Header()[telemetry.HeaderRequestIDLegacy] = []string{rec.requestID}
 	}
-	switch d {
-	case doorLocal:
+	if rec.door == doorLocal {
 		// Without local_api the loopback listener is a health endpoint only.
-		writeError(w, envGeneric, errNoRoute(path))
+		h.fail(w, envGeneric, errNoRoute(r.URL.Path))
 		return
+	}
+	if err := h.admitCaller(w, r, rt.class); err != nil {
+		// Read a small refused body, so the keep-alive connection stays
+		// usable; a large one is left and the server closes the connection.
+		drainSmallBody(r, h.maxBody)
+		h.fail(w, rt.env, err)
+		return
+	}
+	if rt == noRoute {
+		h.fail(w, envGeneric, errNoRoute(r.URL.Path))
+		return
+	}
+	if rt.admin && !h.isAdmin(r, rec) {
+		h.fail(w, rt.env, h.adminDenial(rec, r.URL.Path))
+		return
+	}
+	release, err := h.takeSlot(rt.pool)
+	if err != nil {
+		h.fail(w, rt.env, err)
+		return
+	}
+	defer release()
+	serve, ok := rt.handler(r.Method)
+	if !ok {
+		h.fail(w, rt.env, errMethod(rt.allow()))
+		return
+	}
+	if rt.noStore {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	if err := serve(h, w, r, rec); err != nil {
+		h.fail(w, rt.env, err)
+	}
+}
+
+// admitCaller decides who the caller is: the tailnet identity and its
+// grants (the door), then the router token and API keys, then the rate
+// limits of the caller's grant and key — enforced, not just parsed.
+func (h *Handler) admitCaller(w *recorder, r *http.Request, class policy.PathClass) error {
+	rec := &w.rec
+	switch rec.door {
 	case doorTailnet:
-		p, err := tn.principal(r)
+		p, err := w.tailnet.principal(r)
 		if err != nil {
-			rec.detail = err.Error()
-			drainSmallBody(r, h.maxBody)
-			writeError(w, envelopeFor(path), errForbidden)
-			return
+			return errForbidden.withDetail(err.Error())
 		}
 		rec.principal = p
 	default:
 		rec.principal = unrestricted
 	}
-	// The router token and API keys: who the caller is beyond the door.
-	if aerr := h.admitCredentials(r, rec, d, path); aerr != nil {
-		drainSmallBody(r, h.maxBody)
-		writeError(w, envelopeFor(path), aerr)
-		return
+	if err := h.admitCredentials(r, rec, class); err != nil {
+		return err
 	}
-	// Rate limits of the caller's grant and key: enforced, not just parsed.
 	if lims := rec.principal.Limits(); lims[0].PerMinute > 0 || lims[1].PerMinute > 0 {
 		if ok, wait := h.limiter.AllowAll(lims[:], time.Now()); !ok {
-			rec.detail = "rate limited"
-			drainSmallBody(r, h.maxBody)
-			writeError(w, envelopeFor(path), errRateLimited(policy.RetryAfterSeconds(wait)))
-			return
+			return errRateLimited(policy.RetryAfterSeconds(wait)).withDetail("rate limited")
 		}
 	}
-	// Management has its own small pool: an operator must be able to
-	// quiesce a tier while the data plane is saturated.
-	if path != "/v1/admin/transition" {
-		select {
-		case h.slots <- struct{}{}:
-			defer func() { <-h.slots }()
-		default:
-			writeError(w, envelopeFor(path), errBusy)
-			return
-		}
+	return nil
+}
+
+// takeSlot takes a slot of pool p, or refuses at once: nothing queues in
+// front of the router.
+func (h *Handler) takeSlot(p pool) (release func(), _ error) {
+	slots, busy := h.slots, errBusy
+	if p == poolManagement {
+		slots, busy = h.mgmt, errMgmtBusy
 	}
-	switch path {
-	case "/v1/chat/completions":
-		if r.Method != http.MethodPost {
-			allow(w, envOpenAI, "POST")
-			return
-		}
-		h.chat(rw, r, rec)
-	case "/v1/models":
-		if !isGet(r.Method) {
-			allow(w, envGeneric, "GET")
-			return
-		}
-		if rec.principal.AllModels {
-			writeJSON(w, http.StatusOK, h.modelsBody)
-		} else {
-			writeJSON(w, http.StatusOK, modelsJSON(h.backends, rec.principal.MayUseModel))
-		}
-	case "/v1/admin/transition":
-		h.transition(w, r, rec)
-	case "/v1/messages":
-		if r.Method != http.MethodPost {
-			allow(w, envAnthropic, "POST")
-			return
-		}
-		h.messages(rw, r, rec)
-	case "/v1/messages/count_tokens":
-		if r.Method != http.MethodPost {
-			allow(w, envAnthropic, "POST")
-			return
-		}
-		h.countTokens(w, r, rec)
-	case "/v1/responses":
-		if r.Method != http.MethodPost {
-			allow(w, envResponses, "POST")
-			return
-		}
-		h.responses(rw, r, rec)
-	case "/v1/embeddings", "/v1/rerank":
-		if r.Method != http.MethodPost {
-			allow(w, envGeneric, "POST")
-			return
-		}
-		h.purpose(rw, r, rec, purposePaths[path])
-	case "/v1/audio/transcriptions", "/v1/audio/speech":
-		// Unbound endpoints are 404 for every method; serveAudio decides.
-		h.serveAudio(rw, r, rec, path)
-	case "/v1/decisions", "/v1/stats":
-		if !isGet(r.Method) {
-			allow(w, envGeneric, "GET")
-			return
-		}
-		if !h.isAdmin(r, rec) {
-			h.denyAdmin(w, rec, path)
-			return
-		}
-		if path == "/v1/decisions" {
-			h.decisions.ServeDecisions(w, r)
-		} else {
-			h.decisions.ServeStats(w, r)
-		}
-	case "/metrics":
-		if !isGet(r.Method) {
-			allow(w, envGeneric, "GET")
-			return
-		}
-		h.serveMetrics(w, r)
-	case "/v1/models/capabilities", "/v1/models/fingerprints", "/v1/models/capacity", "/v1/health/tiers", "/v1/router/status":
-		if !isGet(r.Method) {
-			allow(w, envGeneric, "GET")
-			return
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		metadataRoutes[path](h, w, r)
-	case "/health", "/healthz":
-		if !isGet(r.Method) {
-			allow(w, envGeneric, "GET")
-			return
-		}
-		writeJSON(w, http.StatusOK, h.healthBody)
+	select {
+	case slots <- struct{}{}:
+		return func() { <-slots }, nil
 	default:
-		if path == "/admin/api-keys" || strings.HasPrefix(path, "/admin/api-keys/") {
-			h.adminKeys(w, r, rec, path)
-			return
-		}
-		if id, ok := strings.CutPrefix(path, "/v1/models/"); ok && isGet(r.Method) {
-			h.modelByID(w, rec, id)
-			return
-		}
-		if id, ok := strings.CutPrefix(path, "/v1/requests/"); ok && isGet(r.Method) {
-			if !h.isAdmin(r, rec) {
-				h.denyAdmin(w, rec, path)
-				return
-			}
-			if dec, err := url.PathUnescape(id); err == nil && !strings.Contains(dec, "/") {
-				h.decisions.ServeRequest(w, r, dec)
-				return
-			}
-			h.decisions.ServeRequest(w, r, "")
-			return
-		}
-		writeError(w, envGeneric, errNoRoute(path))
+		return nil, busy
 	}
+}
+
+// health serves /healthz (for methods the liveness fast path does not
+// take) and /health.
+func (h *Handler) health(w *recorder, r *http.Request, rec *record) error {
+	writeJSON(w, http.StatusOK, h.healthBody)
+	return nil
+}
+
+// models serves GET /v1/models: the aliases the caller may use.
+func (h *Handler) models(w *recorder, r *http.Request, rec *record) error {
+	if rec.principal.AllModels {
+		writeJSON(w, http.StatusOK, h.modelsBody)
+	} else {
+		writeJSON(w, http.StatusOK, modelsJSON(h.backends, rec.principal.MayUseModel))
+	}
+	return nil
 }
 
 // modelByID serves GET /v1/models/{id}: the alias's entry of /v1/models,
 // or 404 when it is unknown or the caller may not use it.
-func (h *Handler) modelByID(w http.ResponseWriter, rec *record, id string) {
-	alias := backends.NormalizeAlias(id)
+func (h *Handler) modelByID(w *recorder, r *http.Request, rec *record) error {
+	alias := backends.NormalizeAlias(r.PathValue("id"))
 	if _, ok := h.backends.Lookup(alias); !ok || !rec.principal.MayUseModel(alias) {
-		writeError(w, envGeneric, errModelUnknown)
-		return
+		return errModelUnknown
 	}
 	var list struct {
 		Data []json.RawMessage `json:"data"`
 	}
 	json.Unmarshal(modelsJSON(h.backends, func(a string) bool { return a == alias }), &list)
 	writeJSON(w, http.StatusOK, list.Data[0])
+	return nil
 }
 
 // Keys is the API key ring (nil when none is configured).
@@ -362,30 +315,7 @@ func aliasesOf(set *backends.Set) []string {
 
 func isGet(m string) bool { return m == http.MethodGet || m == http.MethodHead }
 
-func allow(w http.ResponseWriter, env envelope, methods string) {
-	w.Header().Set("Allow", methods)
-	writeError(w, env, errMethod(methods))
-}
-
-// envelopeFor picks the error shape for failures raised before the
-// request is parsed (auth, busy, rate limits): each dialect's paths answer
-// in their own, so the SDKs raise their typed errors (the Python router's
-// 401 on /v1/messages was not Anthropic-shaped).
-func envelopeFor(path string) envelope {
-	switch path {
-	case "/v1/chat/completions":
-		return envOpenAI
-	case "/v1/messages", "/v1/messages/count_tokens":
-		return envAnthropic
-	case "/v1/responses":
-		return envResponses
-	}
-	return envGeneric
-}
-
-// drainSmallBody reads a rejected request's body if it is small enough, so
-// the keep-alive connection stays usable; a large one is left and the
-// server closes the connection.
+// drainSmallBody reads a refused request's body if it is small enough.
 func drainSmallBody(r *http.Request, max int64) {
 	if r.Body == nil || r.ContentLength < 0 || r.ContentLength > max {
 		return
@@ -394,8 +324,13 @@ func drainSmallBody(r *http.Request, max int64) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	writeBody(w, status, "application/json", body)
+}
+
+// writeBody writes a whole response body.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)

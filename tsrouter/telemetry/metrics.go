@@ -3,7 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"errors"
-	"net/http"
+	"fmt"
 	"slices"
 	"sort"
 	"strconv"
@@ -251,13 +251,13 @@ func (m *Metrics) SetTierReady(tier string, ready bool) {
 	m.tierReady.WithLabelValues(tier).Set(v)
 }
 
-// ServeMetrics answers GET /metrics in the Prometheus text format 0.0.4.
-// ?model= and ?limit= select the decision records behind the buffer
-// gauges, exactly as for /v1/stats.
-func (m *Metrics) ServeMetrics(w http.ResponseWriter, req *http.Request) {
-	q, ok := m.rec.parseStatsQuery(w, req)
-	if !ok {
-		return
+// Exposition answers GET /metrics in the Prometheus text format 0.0.4:
+// the body and its content type. ?model= and ?limit= select the decision
+// records behind the buffer gauges, exactly as for /v1/stats.
+func (m *Metrics) Exposition(rawQuery string) (body []byte, contentType string, _ error) {
+	q, err := m.rec.parseStatsQuery(rawQuery)
+	if err != nil {
+		return nil, "", err
 	}
 	// The buffer gauges depend on the query, so they live in a registry
 	// of their own for this one scrape.
@@ -275,15 +275,13 @@ func (m *Metrics) ServeMetrics(w http.ResponseWriter, req *http.Request) {
 	enc := expfmt.NewEncoder(&buf, format)
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
-			m.rec.log.Warn("metrics: encode", "family", mf.GetName(), "err", err)
-			writeError(w, http.StatusInternalServerError, "internal_error", "internal error")
-			return
+			return nil, "", fmt.Errorf("metrics: encode %s: %w", mf.GetName(), err)
 		}
 	}
-	writeBody(w, http.StatusOK, string(format), buf.Bytes())
+	return buf.Bytes(), string(format), nil
 }
 
-// The Python router's buffer gauges (contract §6.2). Gauges, not
+// The Python router's buffer gauges. Gauges, not
 // counters: eviction and restarts make them go down.
 var (
 	bufRequests = prometheus.NewDesc("anvil_router_decision_buffer_requests",

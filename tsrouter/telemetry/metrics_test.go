@@ -1,8 +1,9 @@
 package telemetry_test
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -37,24 +38,24 @@ func newMetrics(t *testing.T, gauges func() []telemetry.TierGauge) (*telemetry.R
 // scrape fetches /metrics and parses it with the Prometheus text parser.
 func scrape(t *testing.T, m *telemetry.Metrics, query string) (int, map[string]*dto.MetricFamily, string) {
 	t.Helper()
-	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics"+query, nil)
-	w := httptest.NewRecorder()
-	m.ServeMetrics(w, req)
-	if w.Code != http.StatusOK {
-		return w.Code, nil, w.Body.String()
+	body, contentType, err := m.Exposition(strings.TrimPrefix(query, "?"))
+	if err != nil {
+		var qe *telemetry.QueryError
+		if !errors.As(err, &qe) {
+			t.Fatalf("exposition: %v", err)
+		}
+		b, _ := json.Marshal(map[string]any{"error": map[string]string{"type": qe.Type, "message": qe.Message}})
+		return qe.Status, nil, string(b)
 	}
-	if ct := w.Header().Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
-		t.Errorf("Content-Type %q", ct)
-	}
-	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q", cc)
+	if contentType != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Errorf("Content-Type %q", contentType)
 	}
 	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(w.Body.String()))
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
 	if err != nil {
-		t.Fatalf("exposition does not parse: %v\n%s", err, w.Body.String())
+		t.Fatalf("exposition does not parse: %v\n%s", err, body)
 	}
-	return w.Code, fams, w.Body.String()
+	return http.StatusOK, fams, string(body)
 }
 
 // sample finds the metric of family name whose labels are exactly labels.

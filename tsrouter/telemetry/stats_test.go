@@ -1,7 +1,6 @@
 package telemetry_test
 
 import (
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -19,7 +18,7 @@ func TestStatsAggregation(t *testing.T) {
 	r.Record(served("chat", "qwen-b", 7, 3, 4.5))
 	r.Record(failed("chat", "qwen-b", "unavailable"))
 
-	code, _, body := get(t, r.ServeStats, "/v1/stats")
+	code, _, body := get(t, view(r.Stats), "/v1/stats")
 	if code != 200 {
 		t.Fatalf("status %d: %v", code, body)
 	}
@@ -86,7 +85,7 @@ func TestStatsPercentiles(t *testing.T) {
 			for _, l := range tc.latencies {
 				r.Record(served("m", "t", 1, 1, l))
 			}
-			_, _, body := get(t, r.ServeStats, "/v1/stats?limit=10000")
+			_, _, body := get(t, view(r.Stats), "/v1/stats?limit=10000")
 			lat := body["latency_ms"].(map[string]any)
 			if lat["samples"] != tc.samples || lat["average"] != tc.avg || lat["p50"] != tc.p50 || lat["p95"] != tc.p95 {
 				t.Errorf("latency %v; want samples %v avg %v p50 %v p95 %v", lat, tc.samples, tc.avg, tc.p50, tc.p95)
@@ -126,7 +125,7 @@ func TestStatsFilters(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run("q="+tc.query, func(t *testing.T) {
-			code, _, body := get(t, r.ServeStats, "/v1/stats"+tc.query)
+			code, _, body := get(t, view(r.Stats), "/v1/stats"+tc.query)
 			if code != 200 {
 				t.Fatalf("status %d: %v", code, body)
 			}
@@ -170,7 +169,7 @@ func TestStatsInvalidQueries(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, body := get(t, r.ServeStats, "/v1/stats"+tc.query)
+			code, _, body := get(t, view(r.Stats), "/v1/stats"+tc.query)
 			if code != tc.status {
 				t.Fatalf("status %d, want %d: %v", code, tc.status, body)
 			}
@@ -219,7 +218,7 @@ func TestRequestLookup(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := func(w http.ResponseWriter, req *http.Request) { r.ServeRequest(w, req, tc.id) }
+			h := view(func(string) ([]byte, error) { return r.Request(tc.id) })
 			code, _, body := get(t, h, "/v1/requests/x")
 			if code != tc.status {
 				t.Fatalf("status %d, want %d", code, tc.status)
@@ -246,7 +245,7 @@ func TestRequestLookup(t *testing.T) {
 	for i := range 4 {
 		r.Record(served("llm.primary", "qwen-a", i, 0, 1))
 	}
-	h := func(w http.ResponseWriter, req *http.Request) { r.ServeRequest(w, req, "req_dup") }
+	h := view(func(string) ([]byte, error) { return r.Request("req_dup") })
 	if code, _, _ := get(t, h, "/v1/requests/req_dup"); code != 404 {
 		t.Errorf("evicted record still found: %d", code)
 	}

@@ -13,7 +13,7 @@ import (
 	"unicode/utf8"
 )
 
-// Query limits of the read endpoints (contract §6.2).
+// Query limits of the read endpoints, as the Python router had them.
 const (
 	defaultDecisionsLimit = 20
 	maxDecisionsLimit     = 500
@@ -171,8 +171,8 @@ func project(d *Decision) recordView {
 // queryValues parses the raw query like Python's parse_qs did: blank
 // values are dropped, so ?model=&limit= means "no filter, default limit".
 // A malformed query (bad escape) is an error rather than silently ignored.
-func queryValues(r *http.Request) (url.Values, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+func queryValues(rawQuery string) (url.Values, error) {
+	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return nil, err
 	}
@@ -218,61 +218,69 @@ type statsQuery struct {
 	limit int
 }
 
-// parseStatsQuery validates /v1/stats and /metrics parameters. It writes
-// the error response itself and returns false when they are bad.
-func (r *Recorder) parseStatsQuery(w http.ResponseWriter, req *http.Request) (statsQuery, bool) {
-	q, err := queryValues(req)
+// QueryError is a view's refusal of its query or id. The router's error
+// writer turns it into a response; the messages never echo the caller's
+// values.
+type QueryError struct {
+	Status  int
+	Type    string
+	Message string
+}
+
+func (e *QueryError) Error() string { return e.Message }
+
+func badQuery(msg string) *QueryError {
+	return &QueryError{Status: http.StatusBadRequest, Type: "invalid_request", Message: msg}
+}
+
+var errRecordNotFound = &QueryError{Status: http.StatusNotFound, Type: "not_found", Message: "request record not found"}
+
+// parseStatsQuery validates /v1/stats and /metrics parameters.
+func (r *Recorder) parseStatsQuery(rawQuery string) (statsQuery, error) {
+	q, err := queryValues(rawQuery)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "malformed query string")
-		return statsQuery{}, false
+		return statsQuery{}, badQuery("malformed query string")
 	}
 	for k := range q {
 		if k != "model" && k != "limit" {
-			writeError(w, http.StatusBadRequest, "invalid_request", "unsupported query parameter")
-			return statsQuery{}, false
+			return statsQuery{}, badQuery("unsupported query parameter")
 		}
 	}
 	var sq statsQuery
 	if vs, ok := q["model"]; ok {
 		if len(vs) != 1 {
-			writeError(w, http.StatusBadRequest, "invalid_request", "model must be specified once")
-			return statsQuery{}, false
+			return statsQuery{}, badQuery("model must be specified once")
 		}
 		sq.model = normalizeAlias(vs[0])
 		if !ValidID(sq.model) {
-			writeError(w, http.StatusBadRequest, "invalid_request", "invalid model")
-			return statsQuery{}, false
+			return statsQuery{}, badQuery("invalid model")
 		}
 	}
 	limit, msg := parseLimit(q, defaultStatsLimit, maxStatsLimit)
 	if msg != "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", msg)
-		return statsQuery{}, false
+		return statsQuery{}, badQuery(msg)
 	}
 	sq.limit = limit
 	// Checked after the syntax so a malformed query is a 400 whatever
 	// the model; never echo the caller's string back.
 	if sq.model != "" && !r.knownAlias(sq.model) {
-		writeError(w, http.StatusNotFound, "model_not_found", "unknown configured model")
-		return statsQuery{}, false
+		return statsQuery{}, &QueryError{Status: http.StatusNotFound, Type: "model_not_found", Message: "unknown configured model"}
 	}
-	return sq, true
+	return sq, nil
 }
 
-// ServeDecisions answers GET /v1/decisions?limit=N: the newest N records
-// (default 20, at most 500), oldest first, with totals. The contract
-// defines only limit here, so other parameters are ignored (unlike
-// /v1/stats, whose extra parameters are errors).
-func (r *Recorder) ServeDecisions(w http.ResponseWriter, req *http.Request) {
-	q, err := queryValues(req)
+// Decisions answers GET /v1/decisions?limit=N: the newest N records
+// (default 20, at most 500), oldest first, with totals. Only limit is
+// defined here, so other parameters are ignored (unlike /v1/stats, whose
+// extra parameters are errors), as in the Python router.
+func (r *Recorder) Decisions(rawQuery string) ([]byte, error) {
+	q, err := queryValues(rawQuery)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "malformed query string")
-		return
+		return nil, badQuery("malformed query string")
 	}
 	limit, msg := parseLimit(q, defaultDecisionsLimit, maxDecisionsLimit)
 	if msg != "" {
-		writeError(w, http.StatusBadRequest, "invalid_request", msg)
-		return
+		return nil, badQuery(msg)
 	}
 	available := r.Len()
 	recs := r.last(limit)
@@ -317,7 +325,7 @@ func (r *Recorder) ServeDecisions(w http.ResponseWriter, req *http.Request) {
 			t.AttemptOutcomes[a.Outcome]++
 		}
 	}
-	writeJSON(w, body)
+	return encodeView(body)
 }
 
 // aggregate is one block of /v1/stats: the totals, or one route.
@@ -431,20 +439,20 @@ func (r *Recorder) stats(q statsQuery) stats {
 	return s
 }
 
-// ServeStats answers GET /v1/stats?model=&limit=: aggregates over the
-// newest limit (default 100, at most 10000) records, optionally of one
-// configured alias.
-func (r *Recorder) ServeStats(w http.ResponseWriter, req *http.Request) {
-	q, ok := r.parseStatsQuery(w, req)
-	if !ok {
-		return
+// Stats answers GET /v1/stats?model=&limit=: aggregates over the newest
+// limit (default 100, at most 10000) records, optionally of one configured
+// alias.
+func (r *Recorder) Stats(rawQuery string) ([]byte, error) {
+	q, err := r.parseStatsQuery(rawQuery)
+	if err != nil {
+		return nil, err
 	}
 	s := r.stats(q)
 	var model *string
 	if q.model != "" {
 		model = &q.model
 	}
-	writeJSON(w, struct {
+	return encodeView(struct {
 		Object    string  `json:"object"`
 		Scope     string  `json:"scope"`
 		Available int     `json:"available"`
@@ -457,53 +465,34 @@ func (r *Recorder) ServeStats(w http.ResponseWriter, req *http.Request) {
 	}{"router_stats", scope, s.available, s.matching, s.count, q.limit, model, s.total, s.routes})
 }
 
-// ServeRequest answers GET /v1/requests/{id} with the newest record whose
+// Request answers GET /v1/requests/{id} with the newest record whose
 // request id is id (already URL-decoded by the caller). An invalid id is
 // answered like an unknown one: there is nothing to tell the caller.
-func (r *Recorder) ServeRequest(w http.ResponseWriter, req *http.Request, id string) {
+func (r *Recorder) Request(id string) ([]byte, error) {
 	if !ValidID(id) {
-		writeError(w, http.StatusNotFound, "not_found", "request record not found")
-		return
+		return nil, errRecordNotFound
 	}
 	d, ok := r.findRequest(id)
 	if !ok {
-		writeError(w, http.StatusNotFound, "not_found", "request record not found")
-		return
+		return nil, errRecordNotFound
 	}
-	writeJSON(w, struct {
+	return encodeView(struct {
 		Object string     `json:"object"`
 		Scope  string     `json:"scope"`
 		Record recordView `json:"record"`
 	}{"router_request", scope, project(&d)})
 }
 
-// writeJSON sends a 200 JSON body that no cache may keep (the views change
-// with every request). HTML escaping is off so "<redacted>" reads as such.
-func writeJSON(w http.ResponseWriter, v any) {
+// encodeView encodes a view's JSON body. HTML escaping is off so
+// "<redacted>" reads as such.
+func encodeView(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		// Only unencodable floats could get here, and Record rules
-		// them out; still, never send half a body.
-		writeError(w, http.StatusInternalServerError, "internal_error", "internal error")
-		return
+		// Only unencodable floats could get here, and Record rules them
+		// out; still, never send half a body.
+		return nil, err
 	}
-	writeBody(w, http.StatusOK, "application/json", buf.Bytes())
-}
-
-// writeError sends the generic error envelope {"error":{"type","message"}}
-// that the contract uses for every GET endpoint.
-func writeError(w http.ResponseWriter, status int, typ, msg string) {
-	body, _ := json.Marshal(map[string]map[string]string{"error": {"type": typ, "message": msg}})
-	writeBody(w, status, "application/json", append(body, '\n'))
-}
-
-func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(status)
-	w.Write(body)
+	return buf.Bytes(), nil
 }

@@ -1,0 +1,473 @@
+package tsrouter
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
+)
+
+// The inference pipeline. Chat Completions, Messages and Responses callers
+// take the same steps, in this order:
+//
+//	read → parse (caller dialect → OpenAI Chat) → authorize the model →
+//	[input stage] → admit to the tier → open the upstream (serve dialect) →
+//	relay or translate back → [output stage] → record
+//
+// The caller's dialect is a callerAPI (callers.go) and the serve's a
+// serveSide (below); each is chosen once per request. Between them the
+// request travels as OpenAI Chat, except on a passthrough — a caller whose
+// dialect is the tier's own — where the caller's body is edited in place
+// and the serve's bytes are relayed as they are.
+//
+// Later stages plug in at two named places: the input stage (in infer,
+// after the model is authorized and before the tier is admitted: the
+// parsed request and the caller are known, nothing has been sent) and the
+// output stage (between the serve's events or reply and the caller: the
+// relay's run function and callerAPI.reply).
+
+// inference is one request as the pipeline carries it.
+type inference struct {
+	body []byte
+	// chat is the request as OpenAI Chat: what the tier gates read and
+	// what a non-passthrough serve side prepares.
+	chat *jsonobj.Object
+	// native is the caller's body parsed, for a passthrough.
+	native *jsonobj.Object
+	// modelJSON is the caller's model exactly as sent (a JSON string),
+	// which passthrough replies and Chat replies echo.
+	modelJSON     []byte
+	alias         string
+	stream        bool
+	toolStructure bool
+	promptTokens  int
+	// info describes a translated request (messages, responses).
+	info dialect.RequestInfo
+	// passthrough: the tier speaks the caller's dialect.
+	passthrough bool
+	// upInfo describes the request as translated for an Anthropic tier.
+	upInfo dialect.RequestInfo
+}
+
+// infer runs the pipeline for one caller dialect.
+func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI) error {
+	h.metrics.InFlight(1)
+	defer h.metrics.InFlight(-1)
+	defer h.recordChat(w, rec)
+	body, err := h.readBody(r)
+	if err != nil {
+		return err
+	}
+	q := &inference{body: body}
+	if err := a.parse(q); err != nil {
+		return err
+	}
+	tier, err := h.routeAlias(rec, q.alias)
+	if err != nil {
+		return err
+	}
+	rec.requestBytes = len(body)
+	// Until the serve reports usage, the prompt is the router's estimate.
+	rec.promptTokens = q.promptTokens
+	q.passthrough = tier.Dialect == a.native
+	if q.passthrough && a.parseNative != nil {
+		if err := a.parseNative(q); err != nil {
+			return err
+		}
+	}
+	// Input stage: the request is parsed and authorized, nothing sent.
+	lease, err := h.admit(r, rec, tier, q)
+	if err != nil {
+		return err
+	}
+	// The lease is held until this handler returns — after the whole
+	// stream — and released exactly once, however the request ends.
+	defer lease.Release()
+	side := serveSideFor(tier, q)
+	upBody, clamp, err := side.prepare(tier, q)
+	served := noteClamp(w, clamp)
+	if err != nil {
+		return err
+	}
+	if q.stream {
+		return h.stream(w, r, rec, a, side, tier, q, upBody, served)
+	}
+	reply, err := side.complete(r, rec, tier, q, upBody)
+	if err != nil {
+		return h.upstreamFailed(rec, err)
+	}
+	// Output stage (non-streamed): the serve's whole reply, before the
+	// caller sees it.
+	out, prompt, completion, err := a.reply(q, reply.Body)
+	if err != nil {
+		return h.upstreamFailed(rec, errUntranslatable)
+	}
+	if prompt+completion > 0 {
+		rec.promptTokens, rec.compTokens = prompt, completion
+	}
+	rec.decide(served, "served")
+	setOverhead(w.Header(), rec)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// errUntranslatable is a serve reply the router could not turn into the
+// caller's dialect: the serve's fault, a 502.
+var errUntranslatable = &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply could not be translated"}
+
+// routeAlias finds the tier of a normalized alias and checks the caller
+// may use it: 404 for an unknown alias, 403 naming it when the caller's
+// grant or key does not cover it.
+func (h *Handler) routeAlias(rec *record, alias string) (*backends.Tier, error) {
+	rec.alias = alias
+	tier, ok := h.backends.Lookup(alias)
+	if !ok {
+		return nil, errModelUnknown
+	}
+	if !rec.principal.MayUseModel(alias) {
+		return nil, errModelForbidden(alias).withDetail("alias not covered by the caller's grant or key")
+	}
+	rec.tier = tier.ID
+	return tier, nil
+}
+
+// admit runs the gates every request passes once its tier is known — tool
+// support, context window, admission — and returns the tier lease.
+func (h *Handler) admit(r *http.Request, rec *record, tier *backends.Tier, q *inference) (*backends.Lease, error) {
+	switch {
+	case !tier.ToolSupport && q.toolStructure:
+		rec.decide("tools_unsupported", "skipped")
+		return nil, errToolsUnsupported(h.backends.ExhaustionStatus).withDetail("tools requested on a tier without tool support")
+	case tier.OverContext(q.chat):
+		rec.decide("over_context", "skipped")
+		return nil, errOverContext.withDetail("prompt exceeds the tier's context window")
+	}
+	lease, err := tier.Admit(r.Context())
+	if err != nil {
+		return nil, h.upstreamFailed(rec, err)
+	}
+	return lease, nil
+}
+
+// stream opens the serve's stream and, once its first event is in, commits
+// the 200 and relays event by event. Failures before that are returned as
+// usual (nothing was sent); a break after it ends with the caller
+// dialect's one error event and never a clean end.
+func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI, side serveSide, tier *backends.Tier, q *inference, upBody []byte, served string) error {
+	s, err := side.open(r, rec, tier, q, upBody)
+	if err != nil {
+		return h.upstreamFailed(rec, err)
+	}
+	rec.ttft = time.Since(rec.start)
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	setOverhead(hdr, rec)
+	w.WriteHeader(http.StatusOK)
+	defer h.closeStream(s, rec)
+	// Output stage (streamed): the relay's run function sees every serve
+	// event before the caller does.
+	rl := a.relay(q)
+	f := flusher{w}
+	st, err := rl.run(w, f, s)
+	rec.events = st.Events
+	switch {
+	case err == nil:
+		if rl.done != nil {
+			w.Write(rl.done)
+			f.Flush()
+		}
+		rec.decide(served, "served")
+	case errors.Is(err, backends.ErrClientGone):
+		rec.decide("client_disconnected", "error")
+		rec.detail = "client disconnected; upstream cancelled"
+	default:
+		w.Write(rl.errorEvent())
+		f.Flush()
+		rec.decide("backend_error_interrupted", "error")
+		rec.detail = "stream interrupted: " + err.Error()
+	}
+	return nil
+}
+
+// upstreamFailed records a failure of the serve (or of admission to it)
+// and returns it for fail, which maps it to the caller's status.
+func (h *Handler) upstreamFailed(rec *record, err error) error {
+	if errors.Is(err, backends.ErrClientGone) {
+		rec.decide("client_disconnected", "error")
+		rec.detail = "client disconnected before the serve answered"
+		return err
+	}
+	reason, outcome := failureReason(err), "error"
+	if be, ok := err.(*backends.Error); ok && be.Reason != "" {
+		reason, outcome = be.Reason, "skipped"
+	}
+	rec.decide(reason, outcome)
+	rec.detail = "upstream: " + err.Error()
+	return err
+}
+
+// closeStream releases the upstream stream and records the serve's share
+// of the time and its token counts.
+func (h *Handler) closeStream(s *backends.Stream, rec *record) {
+	rec.upstreamAll = rec.upstream + s.Waited()
+	if p, c := s.Usage(); p+c > 0 {
+		rec.promptTokens, rec.compTokens = p, c
+	}
+	s.Close()
+}
+
+// serveSide is how the pipeline talks to a tier's serve.
+type serveSide interface {
+	// prepare builds the upstream body (model, output cap with its clamp,
+	// operator overrides); it runs while the request holds its lease.
+	prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error)
+	// complete returns the serve's whole reply: OpenAI Chat JSON, or the
+	// serve's own for a passthrough. rec.upstream gets the wait.
+	complete(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Reply, error)
+	// open returns the serve's stream, its first event in: OpenAI chunks,
+	// or the serve's own events for a passthrough.
+	open(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Stream, error)
+}
+
+// serveSideFor chooses the serve side, once.
+func serveSideFor(tier *backends.Tier, q *inference) serveSide {
+	switch {
+	case tier.Dialect != "anthropic":
+		return openAIServe{}
+	case q.passthrough:
+		return anthropicNative{}
+	default:
+		return anthropicServe{}
+	}
+}
+
+// openAIServe is an OpenAI-dialect tier (vLLM, SGLang): the Chat request
+// with only the fields the router owns edited.
+type openAIServe struct{}
+
+func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
+	body, clamp := tier.PrepareOpenAI(q.chat)
+	return body, clamp, nil
+}
+
+func (openAIServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
+	return completeJSON(r, rec, tier, body)
+}
+
+func (openAIServe) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
+	return openStream(r, rec, tier, body)
+}
+
+// anthropicNative is an Anthropic tier for a Messages caller: the caller's
+// body edited in place (model, max_tokens cap, operator overrides).
+type anthropicNative struct{}
+
+func (anthropicNative) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
+	body, clamp := tier.PrepareAnthropic(q.native)
+	return body, clamp, nil
+}
+
+func (anthropicNative) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
+	return completeJSON(r, rec, tier, body)
+}
+
+func (anthropicNative) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
+	return openStream(r, rec, tier, body)
+}
+
+// anthropicServe is an Anthropic tier for Chat and Responses callers: the
+// Chat request translated to Messages (then the operator's extra_body in
+// the serve's terms), and the serve's reply and events translated back to
+// OpenAI Chat.
+type anthropicServe struct{}
+
+func (anthropicServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
+	body, clamp := tier.PrepareForTranslation(q.chat)
+	out, info, err := dialect.OpenAIToAnthropic(body, dialect.ToAnthropicOptions{})
+	if err != nil {
+		msg := "bad request body"
+		var re *dialect.RequestError
+		if errors.As(err, &re) {
+			msg = re.Message
+		}
+		return nil, clamp, errBadRequest(msg).withDetail("request could not be translated for the serve's dialect")
+	}
+	q.upInfo = info
+	return tier.ApplyExtraBody(out), clamp, nil
+}
+
+func (anthropicServe) complete(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Reply, error) {
+	reply, err := completeJSON(r, rec, tier, body)
+	if err != nil {
+		return nil, err
+	}
+	out, err := dialect.AnthropicResponseToOpenAI(reply.Body, q.upInfo.Model)
+	if err != nil {
+		return nil, errUntranslatable
+	}
+	return &backends.Reply{Body: out, ContentType: "application/json"}, nil
+}
+
+func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Stream, error) {
+	s, err := openStream(r, rec, tier, body)
+	if err != nil {
+		return nil, err
+	}
+	s.TranslateToOpenAI(dialect.NewOpenAIStream(q.upInfo.Model, q.upInfo))
+	return s, nil
+}
+
+// completeJSON sends a non-streaming request and checks the reply is JSON.
+func completeJSON(r *http.Request, rec *record, tier *backends.Tier, body []byte) (*backends.Reply, error) {
+	up := time.Now()
+	reply, err := tier.Complete(r.Context(), body)
+	rec.upstream = time.Since(up)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(reply.ContentType); mt != "application/json" || !jsonobj.Valid(reply.Body) {
+		return nil, &backends.Error{Kind: backends.Failed, Message: "model upstream failed", Detail: "serve reply is not JSON"}
+	}
+	return reply, nil
+}
+
+// openStream opens the serve's stream; it returns once the first event
+// is in (or the serve failed before sending one).
+func openStream(r *http.Request, rec *record, tier *backends.Tier, body []byte) (*backends.Stream, error) {
+	up := time.Now()
+	s, err := tier.OpenStream(r.Context(), body)
+	rec.upstream = time.Since(up)
+	return s, err
+}
+
+// relay carries the serve's stream to the caller in the caller's dialect.
+type relay struct {
+	run func(w io.Writer, f flusher, s *backends.Stream) (backends.RelayStats, error)
+	// done is written after a clean end (nil: run wrote the end).
+	done []byte
+	// errorEvent is the one frame after a break; called then, since a
+	// translated stream's error event continues its sequence.
+	errorEvent func() []byte
+}
+
+// eventTranslator turns the serve's OpenAI chunks into another caller
+// dialect's events (dialect.NewAnthropicStream, dialect.NewResponsesStream).
+type eventTranslator interface {
+	Start() []byte
+	Chunk(data []byte) ([]byte, error)
+	Finish() []byte
+	ErrorEvent() []byte
+}
+
+// translatedRelay relays the serve's OpenAI chunks through tr, one
+// caller event (or several) per serve event.
+func translatedRelay(tr eventTranslator) relay {
+	run := func(w io.Writer, f flusher, s *backends.Stream) (st backends.RelayStats, _ error) {
+		if _, err := w.Write(tr.Start()); err != nil {
+			return st, backends.ErrClientGone
+		}
+		for {
+			_, data, err := s.Next()
+			if err == io.EOF {
+				w.Write(tr.Finish())
+				f.Flush()
+				return st, nil
+			}
+			if err != nil {
+				return st, err
+			}
+			out, err := tr.Chunk(data)
+			st.Events++
+			if err != nil {
+				// Events produced before the error go out first.
+				w.Write(out)
+				return st, err
+			}
+			if _, err := w.Write(out); err != nil {
+				return st, backends.ErrClientGone
+			}
+			if !s.Buffered() {
+				f.Flush()
+			}
+		}
+	}
+	return relay{run: run, errorEvent: tr.ErrorEvent}
+}
+
+type flusher struct{ w http.ResponseWriter }
+
+func (f flusher) Flush() error {
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+		return nil
+	}
+	return http.NewResponseController(f.w).Flush()
+}
+
+// readBody reads a request body of at most limit bytes: the one reader of
+// request bodies. A declared length over the limit is refused before
+// reading; a known length is read into one buffer of exactly that size.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	var body []byte
+	var err error
+	if r.ContentLength >= 0 {
+		// The server stops the body at the declared length.
+		body = make([]byte, r.ContentLength)
+		_, err = io.ReadFull(r.Body, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
+		if int64(len(body)) > limit {
+			return nil, errTooLarge
+		}
+	}
+	if err != nil {
+		return nil, errUnreadableBody
+	}
+	return body, nil
+}
+
+// readBody reads an API request body up to --max-body-bytes. An empty
+// body is an empty object, as the Python router took it.
+func (h *Handler) readBody(r *http.Request) ([]byte, error) {
+	body, err := readBody(r, h.maxBody)
+	if err == nil && len(body) == 0 {
+		return []byte("{}"), nil
+	}
+	return body, err
+}
+
+// setOverhead reports the router's own time on this request so far —
+// everything before the response starts, minus the time spent waiting for
+// the serve — so users can check the router's cost in production.
+func setOverhead(h http.Header, rec *record) {
+	us := (time.Since(rec.start) - rec.upstream).Microseconds()
+	h["X-Anvil-Overhead-Us"] = []string{strconv.FormatInt(max(us, 0), 10)}
+}
+
+// noteClamp reports a lowered output cap in the response headers and
+// returns the decision reason for a served request.
+func noteClamp(w http.ResponseWriter, clamp *backends.Clamp) (served string) {
+	if clamp == nil {
+		return "served"
+	}
+	h := w.Header()
+	req, app := strconv.FormatInt(clamp.Requested, 10), strconv.FormatInt(clamp.Applied, 10)
+	h.Set("Warning", `299 anvil-serving "max_tokens clamped from `+req+` to `+app+`"`)
+	h.Set("X-Anvil-Warning", "max_tokens_clamped")
+	h.Set("X-Anvil-Max-Tokens-Requested", req)
+	h.Set("X-Anvil-Max-Tokens-Applied", app)
+	return "served_output_clamped"
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
