@@ -162,7 +162,7 @@ rate_limit = 1
 		{"502 serve failed", 502, func(p string) *http.Response {
 			return post(t, t.Context(), base+p, bodies[p]("broken"), "Authorization", "Bearer "+key)
 		}},
-		// Embeddings answer a serve that is down with 502 (contract §2.5:
+		// Embeddings answer a serve that is down with 502 (as the Python router:
 		// no readiness, no failover there); chat paths with 503.
 		{"503 serve down (502 for embeddings)", 503, func(p string) *http.Response {
 			return post(t, t.Context(), base+p, bodies[p]("down"), "Authorization", "Bearer "+key)

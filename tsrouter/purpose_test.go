@@ -31,7 +31,7 @@ auth_env = "UNSET_PURPOSE_KEY"
 }
 
 // TestPurposeModels: embeddings and rerank go verbatim to the configured
-// serve, never to a chat tier, with the contract's validation — and
+// serve, never to a chat tier, with the Python router's validation — and
 // upstream 4xx passed through as 4xx (the Python router said 500).
 func TestPurposeModels(t *testing.T) {
 	fake, url := startFake(t, fakeserve.Options{})

@@ -347,7 +347,7 @@ func TestResponsesToolRoundTrip(t *testing.T) {
 	}
 }
 
-// TestResponsesRejections: every strict refusal of contract §2.4 is a 400
+// TestResponsesRejections: every strict refusal of the Responses subset is a 400
 // unsupported_feature in the Responses envelope naming the fields (sorted),
 // answered before anything reaches the serve; malformed values are 400
 // invalid_request_error.
@@ -393,7 +393,7 @@ func TestResponsesRejections(t *testing.T) {
 }
 
 // TestResponsesErrors: failures before the first byte are HTTP errors in
-// the Responses envelope with the contract's statuses.
+// the Responses envelope with the router's statuses.
 func TestResponsesErrors(t *testing.T) {
 	fake, url := startFake(t, fakeserve.Options{})
 	base := startRouter(t, oneTier(url, ""), routerOpts{token: routerToken})

@@ -30,7 +30,7 @@ func decodeError(t *testing.T, body string) errorBody {
 	return e
 }
 
-// TestStatusTable is the contract's status table for requests that fail
+// TestStatusTable is README's status table for requests that fail
 // before anything is streamed: each case states what the serve does and what
 // the caller must see.
 func TestStatusTable(t *testing.T) {

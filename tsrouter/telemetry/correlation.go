@@ -6,7 +6,7 @@ import (
 	"net/http"
 )
 
-// Correlation headers (contract §2.4). They are stored in decision records
+// Correlation headers, as the Python router read them. They are stored in decision records
 // and never forwarded upstream.
 const (
 	HeaderRequestID       = "X-Request-Id"

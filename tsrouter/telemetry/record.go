@@ -15,7 +15,7 @@ import (
 	"github.com/anvil-serving/anvil-router/state"
 )
 
-// DefaultCapacity is how many decisions the ring keeps (contract §6.1).
+// DefaultCapacity is how many decisions the ring keeps, as in the Python router.
 const DefaultCapacity = 10000
 
 // Attempt is one tier attempt within a decision.
@@ -31,7 +31,7 @@ type Attempt struct {
 	Outcome string `json:"outcome"`
 }
 
-// Decision is the record of one dispatched request (contract §6.1). It
+// Decision is the record of one dispatched request, in the Python router's record shape. It
 // holds metadata only: never prompt or response text, never credentials.
 type Decision struct {
 	// Kind is chat, embedding, rerank, audio-stt or audio-tts.

@@ -113,7 +113,7 @@ func safeID(s string) string {
 }
 
 // attemptView and recordView are the public projection of a Decision
-// (contract §6.2): no unix_ts, every string made safe.
+// (the Python router's view shape): no unix_ts, every string made safe.
 type attemptView struct {
 	TierID           string `json:"tier_id"`
 	Succeeded        bool   `json:"succeeded"`
