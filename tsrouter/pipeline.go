@@ -249,38 +249,34 @@ func serveSideFor(tier *backends.Tier, q *inference) serveSide {
 	}
 }
 
+// nativeExchange sends a body already in the serve's dialect and returns
+// the serve's reply and events as they are.
+type nativeExchange struct{}
+
+func (nativeExchange) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
+	return completeJSON(r, rec, tier, body)
+}
+
+func (nativeExchange) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
+	return openStream(r, rec, tier, body)
+}
+
 // openAIServe is an OpenAI-dialect tier (vLLM, SGLang): the Chat request
 // with only the fields the router owns edited.
-type openAIServe struct{}
+type openAIServe struct{ nativeExchange }
 
 func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
 	body, clamp := tier.PrepareOpenAI(q.chat)
 	return body, clamp, nil
 }
 
-func (openAIServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
-	return completeJSON(r, rec, tier, body)
-}
-
-func (openAIServe) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
-	return openStream(r, rec, tier, body)
-}
-
 // anthropicNative is an Anthropic tier for a Messages caller: the caller's
 // body edited in place (model, max_tokens cap, operator overrides).
-type anthropicNative struct{}
+type anthropicNative struct{ nativeExchange }
 
 func (anthropicNative) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
 	body, clamp := tier.PrepareAnthropic(q.native)
 	return body, clamp, nil
-}
-
-func (anthropicNative) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
-	return completeJSON(r, rec, tier, body)
-}
-
-func (anthropicNative) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
-	return openStream(r, rec, tier, body)
 }
 
 // anthropicServe is an Anthropic tier for Chat and Responses callers: the
