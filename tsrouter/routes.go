@@ -88,6 +88,9 @@ func routes() []*route {
 		inference("/v1/messages", envAnthropic, (*Handler).messages),
 		inference("/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens),
 		inference("/v1/responses", envResponses, (*Handler).responses),
+		// Anthropic clients whose base URL ends in /anthropic.
+		inference("/anthropic/v1/messages", envAnthropic, (*Handler).messages),
+		inference("/anthropic/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens),
 		purpose("/v1/embeddings", "embedding"),
 		purpose("/v1/rerank", "rerank"),
 		audio("/v1/audio/transcriptions", "stt"),
@@ -95,6 +98,10 @@ func routes() []*route {
 
 		{pattern: "/v1/models", methods: get((*Handler).models), env: envGeneric, class: policy.PathModels},
 		{pattern: "/v1/models/{id...}", methods: get((*Handler).modelByID), env: envGeneric, class: policy.PathModels},
+		{pattern: "/v1/models/extended", methods: get((*Handler).modelsExtended), env: envGeneric, class: policy.PathModels, noStore: true, advertise: true},
+		{pattern: "/v1/models/extended/{id...}", methods: get((*Handler).modelExtended), env: envGeneric, class: policy.PathModels, noStore: true},
+		{pattern: "/anthropic/v1/models", methods: get((*Handler).anthropicModels), env: envAnthropic, class: policy.PathModels, advertise: true},
+		{pattern: "/anthropic/v1/models/{id...}", methods: get((*Handler).anthropicModelByID), env: envAnthropic, class: policy.PathModels},
 		metadata("/v1/models/capabilities", (*Handler).capabilities),
 		metadata("/v1/models/fingerprints", (*Handler).fingerprints),
 		metadata("/v1/models/capacity", (*Handler).capacity),

@@ -274,31 +274,6 @@ func (h *Handler) health(w *recorder, r *http.Request, rec *record) error {
 	return nil
 }
 
-// models serves GET /v1/models: the aliases the caller may use.
-func (h *Handler) models(w *recorder, r *http.Request, rec *record) error {
-	if rec.principal.AllModels {
-		writeJSON(w, http.StatusOK, h.modelsBody)
-	} else {
-		writeJSON(w, http.StatusOK, modelsJSON(h.backends, rec.principal.MayUseModel))
-	}
-	return nil
-}
-
-// modelByID serves GET /v1/models/{id}: the alias's entry of /v1/models,
-// or 404 when it is unknown or the caller may not use it.
-func (h *Handler) modelByID(w *recorder, r *http.Request, rec *record) error {
-	alias := backends.NormalizeAlias(r.PathValue("id"))
-	if _, ok := h.backends.Lookup(alias); !ok || !rec.principal.MayUseModel(alias) {
-		return errModelUnknown
-	}
-	var list struct {
-		Data []json.RawMessage `json:"data"`
-	}
-	json.Unmarshal(modelsJSON(h.backends, func(a string) bool { return a == alias }), &list)
-	writeJSON(w, http.StatusOK, list.Data[0])
-	return nil
-}
-
 // Keys is the API key ring (nil when none is configured).
 func (h *Handler) Keys() *KeyRing { return h.keys }
 
@@ -342,38 +317,4 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return append(b, '\n')
-}
-
-// modelsJSON renders /v1/models: once for callers who may use every alias
-// (byte-stable for a config), per request for callers a grant restricts
-// to the aliases allowed (may; nil = all).
-func modelsJSON(set *backends.Set, may func(string) bool) []byte {
-	type model struct {
-		ID              string `json:"id"`
-		Object          string `json:"object"`
-		Name            string `json:"name"`
-		Description     string `json:"description"`
-		OwnedBy         string `json:"owned_by"`
-		Created         int64  `json:"created"`
-		ContextWindow   int    `json:"context_window"`
-		MaxOutputTokens *int   `json:"max_output_tokens"`
-	}
-	data := []model{}
-	for _, r := range set.Routes() {
-		if may != nil && !may(r.Alias) {
-			continue
-		}
-		t, _ := set.Lookup(r.Alias)
-		m := model{
-			ID: r.Alias, Object: "model", Name: r.Alias,
-			Description: "Configured serving capability", OwnedBy: "anvil-serving",
-			Created: 1700000000, ContextWindow: t.ContextLimit,
-		}
-		if t.MaxOutputTokens > 0 {
-			v := t.MaxOutputTokens
-			m.MaxOutputTokens = &v
-		}
-		data = append(data, m)
-	}
-	return mustJSON(map[string]any{"object": "list", "data": data})
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -355,6 +356,17 @@ func TestTailnetGrants(t *testing.T) {
 	body = waitStatus("http://anvil/v1/models", 200)
 	if ids := modelIDs(t, body); len(ids) != 1 || ids[0] != "llm.primary" {
 		t.Errorf("/v1/models with grant llm.*: %v", ids)
+	}
+	// Every listing is filtered by the grant alike.
+	for _, listing := range []string{"/v1/models/extended", "/anthropic/v1/models"} {
+		if _, body := get(t, c, "http://anvil"+listing); !slices.Equal(modelIDs(t, body), []string{"llm.primary"}) {
+			t.Errorf("%s with grant llm.*: %s", listing, body)
+		}
+	}
+	for path, want := range map[string]int{"/v1/models/extended/llm.primary": 200, "/v1/models/extended/chat": 404, "/anthropic/v1/models/chat": 404} {
+		if status, body := get(t, c, "http://anvil"+path); status != want {
+			t.Errorf("%s with grant llm.*: %d %s, want %d", path, status, body, want)
+		}
 	}
 	if status, body := chatVia(t, c, "llm.primary", true); status != 200 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
 		t.Errorf("granted alias: %d %s", status, body)

@@ -196,3 +196,45 @@ describe('anthropic typed errors', () => {
       Anthropic.AuthenticationError, 401);
   });
 });
+
+// Clients configured with a base URL ending in /anthropic (as continuum's
+// docs tell them) reach the same handlers under /anthropic/v1/….
+describe('anthropic SDK with a base URL ending in /anthropic', () => {
+  const api = (opts = {}) => client({ baseURL: cfg.base + '/anthropic', ...opts });
+
+  for (const [tierLabel, model] of tiers) {
+    test(`messages, stream and count_tokens (${tierLabel})`, async () => {
+      const m = await api().messages.create({ model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+      assert.equal(m.content[0].text, cfg.text);
+      assert.equal(m.model, model);
+      const s = api().messages.stream({ model, max_tokens: 16, messages: [{ role: 'user', content: 'hi' }] });
+      assert.equal(await s.finalText(), cfg.text);
+      const n = await api().messages.countTokens({ model, messages: [{ role: 'user', content: 'hi' }] });
+      assert.ok(n.input_tokens > 0);
+    });
+  }
+
+  test('models.list pages through every alias, models.retrieve reads one', async () => {
+    const ids = [];
+    for await (const m of api().models.list({ limit: 1 })) {
+      assert.equal(m.type, 'model');
+      ids.push(m.id);
+    }
+    for (const want of [cfg.model, cfg.anthropicTierModel, cfg.keyModel]) {
+      assert.ok(ids.includes(want), `${want} not in ${ids}`);
+    }
+    assert.equal(new Set(ids).size, ids.length, 'no alias twice across pages');
+    const one = await api().models.retrieve(cfg.model);
+    assert.equal(one.id, cfg.model);
+    assert.equal(one.display_name, cfg.model);
+  });
+
+  test("a key's allowed_backends filter the list and refuse other models", async () => {
+    const keyed = api({ defaultHeaders: { 'x-api-key': cfg.key } });
+    const ids = [];
+    for await (const m of keyed.models.list()) ids.push(m.id);
+    assert.deepEqual(ids, [cfg.keyModel]);
+    await expectAPIError(keyed.messages.create({ model: cfg.model, max_tokens: 16, messages: ask }), Anthropic.PermissionDeniedError, 403);
+    await expectAPIError(keyed.models.retrieve(cfg.model), Anthropic.NotFoundError, 404);
+  });
+});
