@@ -87,9 +87,11 @@ type apiError struct {
 	Message string
 	// RetryAfter, if set, is sent as the Retry-After header (seconds).
 	RetryAfter string
-	// Permanent marks a refusal no retry can change although its status
-	// is one the SDKs retry (5xx): it is sent as X-Should-Retry: false,
-	// which the openai and Anthropic SDKs honour.
+	// Permanent marks a 5xx no retry of this router can change (tools on
+	// a tier without them; the exhaustion status, which tells the caller
+	// to go to its own provider now). 4xx other than 408 and 429 are
+	// permanent by status. Sent as X-Should-Retry: false, which the
+	// openai and Anthropic SDKs honour.
 	Permanent bool
 	// Close asks the server to close the connection after the response
 	// (framing errors, where the rest of the stream cannot be trusted).
@@ -186,21 +188,19 @@ func errMethod(allow string) *apiError {
 }
 
 // errExhausted is the failover signal: the routed serve cannot take the
-// request now. Status is the configured exhaustion_status.
+// request now, so the caller should use its own provider now rather than
+// retry here (advise and defer). Status is the configured
+// exhaustion_status; retryAfter is the serve's Retry-After, if it sent
+// one, else fail adds [router].exhaustion_retry_after.
 func errExhausted(status int, retryAfter string) *apiError {
 	k := kindExhausted
 	k.Status = status
-	return &apiError{kind: k, Message: "the configured model service is unavailable", RetryAfter: retryAfter}
+	return &apiError{kind: k, Message: "the configured model service is unavailable", RetryAfter: retryAfter, Permanent: true}
 }
 
 // errToolsUnsupported answers tools on a tier without tool support with
-// the exhaustion status (so a failover client goes elsewhere) marked
-// permanent: this tier will never take tools, and the SDKs retry 5xx.
-func errToolsUnsupported(status int) *apiError {
-	e := errExhausted(status, "")
-	e.Permanent = true
-	return e
-}
+// the exhaustion status, so a failover client goes elsewhere.
+func errToolsUnsupported(status int) *apiError { return errExhausted(status, "") }
 
 // fromUpstream maps a classified upstream failure to the caller's status:
 // unavailable → the exhaustion status; the serve's own refusal of the
@@ -278,6 +278,11 @@ func (h *Handler) fail(w *recorder, env envelope, err error) {
 	if ae.detail != "" {
 		rec.detail = ae.detail
 	}
+	if ae.Type == kindExhausted.Type && ae.RetryAfter == "" && h.exhaustionRetryAfter != "" {
+		c := *ae
+		c.RetryAfter = h.exhaustionRetryAfter
+		ae = &c
+	}
 	if w.status != 0 {
 		if rec.detail == "" {
 			rec.detail = "error after the response started: " + ae.Message
@@ -294,7 +299,7 @@ func writeError(w http.ResponseWriter, env envelope, e *apiError) {
 	if e.RetryAfter != "" {
 		h.Set("Retry-After", e.RetryAfter)
 	}
-	if e.Permanent {
+	if e.Permanent || retryCannotHelp(e.Status) {
 		h.Set("X-Should-Retry", "false")
 	}
 	if e.Close {
@@ -307,6 +312,13 @@ func writeError(w http.ResponseWriter, env envelope, e *apiError) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(e.Status)
 	w.Write(body)
+}
+
+// retryCannotHelp: a 4xx is the request's fault, so the same request
+// fails again — except 408 (a timeout) and 429 (wait, then retry: the
+// Retry-After says how long).
+func retryCannotHelp(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
 func errorBody(env envelope, typ, msg string) []byte {

@@ -28,6 +28,8 @@ type routerOpts struct {
 	// keyStore is the runtime key store path ("" = a temp file).
 	keyStore   string
 	adminToken string
+	// exhaustionRetryAfter is Options.ExhaustionRetryAfter.
+	exhaustionRetryAfter time.Duration
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -64,6 +66,8 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		Logger:         log,
 		MaxBodyBytes:   o.maxBody,
 		MaxConcurrency: o.slots,
+
+		ExhaustionRetryAfter: o.exhaustionRetryAfter,
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()

@@ -172,8 +172,9 @@ func TestAPIKeys(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("request %d with a 3 rpm key: %d, want %d", i, resp.StatusCode, want)
 		}
-		if want == 429 && resp.Header.Get("Retry-After") == "" {
-			t.Error("429 without Retry-After")
+		if want == 429 && (resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-Should-Retry") != "") {
+			t.Errorf("429 must say how long to wait and leave retrying to the client: Retry-After %q, X-Should-Retry %q",
+				resp.Header.Get("Retry-After"), resp.Header.Get("X-Should-Retry"))
 		}
 	}
 }

@@ -23,6 +23,10 @@ const sdkDir = "testdata/sdk"
 // the "fast" model's tier.
 const sdkKey = "sk-sdk-tests-0123456789abcdef"
 
+// sdkRateKey is an API key limited to 60 requests a minute: its bucket
+// refills one request a second, so its 429 says Retry-After: 1.
+const sdkRateKey = "sk-sdk-rate-0123456789abcdef"
+
 // sdkConfig has one working chat model ("chat"), the same fake serve as
 // an Anthropic-dialect tier ("claude-tier": translated for OpenAI callers,
 // passed through for Anthropic ones), a second working model the API key
@@ -71,6 +75,14 @@ user_id = "sdk-tests"
 organization_id = "anvil"
 scopes = ["read", "write"]
 allowed_backends = ["local-b"]
+
+[[api_keys.api_keys]]
+key = "` + sdkRateKey + `"
+id = "key-rate"
+user_id = "sdk-tests"
+organization_id = "anvil"
+scopes = ["read", "write"]
+rate_limit = 60
 `
 }
 
@@ -116,6 +128,7 @@ func TestNodeSDK(t *testing.T) {
 		"ANVIL_BASE_URL="+base,
 		"ANVIL_TOKEN="+routerToken,
 		"ANVIL_KEY="+sdkKey,
+		"ANVIL_RATE_KEY="+sdkRateKey,
 		"ANVIL_MODEL=chat",
 		"ANVIL_ANTHROPIC_TIER_MODEL=claude-tier",
 		"ANVIL_KEY_MODEL=fast",

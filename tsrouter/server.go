@@ -47,7 +47,18 @@ type Options struct {
 	// AdminToken is [admin].auth_env's token; when set it replaces the
 	// router token as the admin credential (sent as X-Admin-Token).
 	AdminToken policy.Token
+	// ExhaustionRetryAfter is the Retry-After of the exhaustion status
+	// when the serve sent none ([router].exhaustion_retry_after; default
+	// DefaultExhaustionRetryAfter, negative = none). Long enough that
+	// the SDKs do not wait for it: the caller should go elsewhere now.
+	ExhaustionRetryAfter time.Duration
 }
+
+// DefaultExhaustionRetryAfter is the default Retry-After of the
+// exhaustion status. The openai and Anthropic SDKs wait for a Retry-After
+// only under 60 s; agent harnesses with a fallback provider (OpenClaw) go
+// to it at once when the wait is this long.
+const DefaultExhaustionRetryAfter = 120 * time.Second
 
 // Handler serves the router's HTTP API. Create it with New.
 type Handler struct {
@@ -69,6 +80,9 @@ type Handler struct {
 	keys       *KeyRing
 	adminToken policy.Token
 	audioGW    *audioGateway
+	// exhaustionRetryAfter is the Retry-After of the exhaustion status
+	// when the serve sent none (seconds; "" none).
+	exhaustionRetryAfter string
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
@@ -105,6 +119,12 @@ func New(opts Options) *Handler {
 	h.limiter = policy.NewRateLimiter()
 	h.keys = opts.Keys
 	h.adminToken = opts.AdminToken
+	switch ra := opts.ExhaustionRetryAfter; {
+	case ra == 0:
+		h.exhaustionRetryAfter = itoa(int(DefaultExhaustionRetryAfter / time.Second))
+	case ra > 0:
+		h.exhaustionRetryAfter = itoa(int((ra + time.Second - 1) / time.Second))
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

@@ -277,46 +277,80 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 	}
 }
 
-// TestPermanentRefusalsSayDoNotRetry: the SDKs retry every 5xx twice by
-// default; a tools request on a tier without tool support can never
-// succeed, so its 503 carries X-Should-Retry: false. An outage, which a
-// retry may outlast, does not.
-func TestPermanentRefusalsSayDoNotRetry(t *testing.T) {
+// TestRetryAdvice: every answer tells the caller the truth about
+// retrying. The SDKs retry 408, 409, 429 and 5xx unless told not to
+// (X-Should-Retry: false), and wait for a Retry-After under 60 s. A
+// refusal the same request will meet again says "don't"; the exhaustion
+// status says "go to your own provider now" (don't, with a Retry-After
+// too long to wait for — the serve's own when it sent one); a rate limit
+// says "wait this long".
+func TestRetryAdvice(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{})
 	down, err := fakeserve.UnusedLoopbackAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.Replace(oneTier(url, ""), "tool_support = true", "tool_support = false", 1)
-	cfg = strings.Replace(cfg, "[router.model_routes]", `
+	overloaded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, `{"error":"overloaded"}`, http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(overloaded.Close)
+	tier := func(id, base string) string {
+		return `
 [[router.tiers]]
-id = "down"
-base_url = "http://`+down+`"
+id = "` + id + `"
+base_url = "` + base + `"
 dialect = "openai"
-context_limit = 8192
+context_limit = 64
 privacy = "local"
 tool_support = true
 auth_env = "SERVE_B_KEY"
 model = "served-model"
-
+`
+	}
+	cfg := strings.Replace(oneTier(url, ""), "tool_support = true", "tool_support = false", 1)
+	cfg = strings.Replace(cfg, "[router.model_routes]", tier("down", "http://"+down)+tier("busy", overloaded.URL)+`
 [router.model_routes]
-down = "down"`, 1)
-	base := startRouter(t, cfg, routerOpts{})
-	tools := `,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`
-	for _, tc := range []struct {
-		name, body, want string
+down = "down"
+busy = "busy"`, 1)
+	base := startRouter(t, cfg, routerOpts{token: routerToken, maxBody: 4096})
+	shortWait := startRouter(t, cfg, routerOpts{exhaustionRetryAfter: 30 * time.Second})
+	auth := []string{"Authorization", "Bearer " + routerToken}
+	msg := `,"messages":[{"role":"user","content":"hi"}]`
+	tools := msg + `,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`
+	tests := []struct {
+		name, base, path, body string
+		hdr                    []string
+		status                 int
+		shouldRetry            string
+		retryAfter             string
 	}{
-		{"tools on a tier without tool support", `{"model":"chat"` + tools, "false"},
-		{"serve down", `{"model":"down"` + tools, ""},
-	} {
+		{"400 bad JSON", base, "/v1/chat/completions", `{"model":`, auth, 400, "false", ""},
+		{"401 no token", base, "/v1/chat/completions", `{"model":"chat"` + msg + `}`, nil, 401, "false", ""},
+		{"401 on messages", base, "/v1/messages", `{"model":"chat"` + msg + `}`, nil, 401, "false", ""},
+		{"404 unknown model", base, "/v1/chat/completions", `{"model":"nope"` + msg + `}`, auth, 404, "false", ""},
+		{"404 unknown path", base, "/v1/nothing", `{}`, auth, 404, "false", ""},
+		{"413 body too large", base, "/v1/chat/completions", `{"model":"chat","x":"` + strings.Repeat("a", 5000) + `"}`, auth, 413, "false", ""},
+		{"413 over the context window", base, "/v1/chat/completions", `{"model":"down","messages":[{"role":"user","content":"` + strings.Repeat("word ", 200) + `"}]}`, auth, 413, "false", ""},
+		{"503 tools on a tier without tools", base, "/v1/chat/completions", `{"model":"chat"` + tools, auth, 503, "false", "120"},
+		{"503 serve down: go elsewhere now", base, "/v1/chat/completions", `{"model":"down"` + msg + `}`, auth, 503, "false", "120"},
+		{"503 on responses", base, "/v1/responses", `{"model":"down","input":"hi"}`, auth, 503, "false", "120"},
+		{"503 on messages", base, "/v1/messages", `{"model":"down","max_tokens":8` + msg + `}`, auth, 503, "false", "120"},
+		{"503 with the serve's own Retry-After", base, "/v1/chat/completions", `{"model":"busy"` + msg + `}`, auth, 503, "false", "7"},
+		{"503 with exhaustion_retry_after", shortWait, "/v1/chat/completions", `{"model":"down"` + msg + `}`, nil, 503, "false", "30"},
+	}
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp := post(t, t.Context(), base+"/v1/chat/completions", tc.body)
-			readAll(t, resp)
-			if resp.StatusCode != 503 {
-				t.Fatalf("status %d, want 503", resp.StatusCode)
+			resp := post(t, t.Context(), tc.base+tc.path, tc.body, tc.hdr...)
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
-			if got := resp.Header.Get("X-Should-Retry"); got != tc.want {
-				t.Errorf("X-Should-Retry %q, want %q", got, tc.want)
+			if got := resp.Header.Get("X-Should-Retry"); got != tc.shouldRetry {
+				t.Errorf("X-Should-Retry %q, want %q", got, tc.shouldRetry)
+			}
+			if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
 			}
 		})
 	}

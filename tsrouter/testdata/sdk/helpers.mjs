@@ -18,6 +18,8 @@ export const cfg = {
   token: need('ANVIL_TOKEN'),
   // An API key whose allowed_backends cover only keyModel's tier.
   key: need('ANVIL_KEY'),
+  // An API key limited to 60 requests a minute (Retry-After: 1 once spent).
+  rateKey: need('ANVIL_RATE_KEY'),
   // A working chat model, the key's one model, a model whose serve refuses
   // connections, a model whose serve breaks its stream after two deltas,
   // and the embeddings model.
