@@ -35,9 +35,9 @@ func (h *Handler) isAdmin(r *http.Request, rec *record) bool {
 // adminDenial is the refusal of a caller without admin rights: 404 where
 // no admin credential exists at all (as the Python router did with auth
 // off), 403 otherwise.
-func (h *Handler) adminDenial(rec *record, path string) error {
+func (h *Handler) adminDenial(rec *record) error {
 	if !h.token.Enabled() && !h.adminToken.Enabled() && rec.door != doorTailnet {
-		return errNoRoute(path)
+		return errNoRoute
 	}
 	return errAdminForbidden
 }

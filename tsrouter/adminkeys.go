@@ -56,15 +56,15 @@ func viewOf(k policy.APIKey, secret string) keyView {
 
 // keyRing is the ring the admin API manages; without [api_keys] the
 // endpoints do not exist (404, after the admin check).
-func (h *Handler) keyRing(r *http.Request) (*KeyRing, error) {
+func (h *Handler) keyRing() (*KeyRing, error) {
 	if h.keys == nil {
-		return nil, errNoRoute(r.URL.Path)
+		return nil, errNoRoute
 	}
 	return h.keys, nil
 }
 
 func (h *Handler) listKeys(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func (h *Handler) listKeys(w *recorder, r *http.Request, rec *record) error {
 }
 
 func (h *Handler) getKey(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (h *Handler) getKey(w *recorder, r *http.Request, rec *record) error {
 }
 
 func (h *Handler) updateKey(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (h *Handler) updateKey(w *recorder, r *http.Request, rec *record) error {
 }
 
 func (h *Handler) deleteKey(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ func (h *Handler) deleteKey(w *recorder, r *http.Request, rec *record) error {
 
 // keyAction serves POST /admin/api-keys/{id}/rotate|enable|disable.
 func (h *Handler) keyAction(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}
@@ -135,7 +135,7 @@ func (h *Handler) keyAction(w *recorder, r *http.Request, rec *record) error {
 		enabled := action == "enable"
 		change = func(k *policy.APIKey) error { k.Enabled = enabled; return nil }
 	default:
-		return errNoRoute(r.URL.Path)
+		return errNoRoute
 	}
 	k, secret, err := keys.Update(id, change, action == "rotate")
 	return keyResult(w, rec, action, id, k, secret, err)
@@ -155,7 +155,7 @@ type createKeyRequest struct {
 }
 
 func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
-	keys, err := h.keyRing(r)
+	keys, err := h.keyRing()
 	if err != nil {
 		return err
 	}

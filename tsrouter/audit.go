@@ -112,7 +112,7 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	attrs = append(attrs,
 		slog.String("door", rec.door.String()),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", maskPath(r.URL.Path)),
 		slog.Int("status", w.status),
 		slog.Float64("ms", float64(time.Since(rec.start).Microseconds())/1000),
 		slog.Int64("bytes", w.bytes),
@@ -142,4 +142,50 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 		attrs = append(attrs, slog.String("detail", rec.detail))
 	}
 	h.log.LogAttrs(ctx, level, "request", attrs...)
+}
+
+// maskPath is the request path as the audit line shows it: a segment that
+// looks like a credential a caller put in the wrong place (a key prefix,
+// a JWT, or a long unbroken token) is replaced by "***".
+func maskPath(p string) string {
+	if !strings.ContainsFunc(p, func(r rune) bool { return r == '-' || r == '_' || r >= '0' && r <= '9' }) {
+		return p // no segment can be key-shaped: fast path for the usual routes
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if keyShaped(s) {
+			segs[i] = "***"
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// keyPrefixes start the credentials callers carry: OpenAI-style and this
+// router's keys, Anthropic, Tailscale auth keys, Hugging Face, GitHub,
+// AWS access key ids, Slack, JWTs.
+var keyPrefixes = []string{"sk-", "sk_", "tskey-", "hf_", "ghp_", "gho_", "ghs_", "github_pat_", "AKIA", "ASIA", "xoxb-", "xoxp-", "eyJ"}
+
+func keyShaped(s string) bool {
+	for _, p := range keyPrefixes {
+		if len(s) > len(p)+8 && strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	if len(s) < 32 {
+		return false
+	}
+	// A long run of token characters with letters and digits mixed.
+	letters, digits := false, false
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits = true
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+			letters = true
+		case r == '-', r == '_', r == '.', r == '~', r == '+', r == '=':
+		default:
+			return false
+		}
+	}
+	return letters && digits
 }

@@ -162,7 +162,8 @@ func errModelForbidden(model string) *apiError {
 	return newError(kindForbidden, "model "+strconv.Quote(model)+" is not permitted for this caller")
 }
 
-func errNoRoute(path string) *apiError { return newError(kindNotFound, "no route "+path) }
+// errNoRoute never echoes the path: a caller may have put a secret in it.
+var errNoRoute = newError(kindNotFound, "no such endpoint")
 
 func errBadRequest(msg string) *apiError { return newError(kindBadRequest, msg) }
 

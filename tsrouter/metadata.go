@@ -17,9 +17,26 @@ import (
 // The metadata endpoints clients reconcile their limits from (harness
 // sync) and operators watch, in the Python router's shapes.
 
+// visibleTiers is the chat tiers the caller may reach through at least
+// one of their aliases: the metadata views show nothing else, like
+// /v1/models.
+func visibleTiers(set *backends.Set, rec *record) []*backends.Tier {
+	if rec.principal.AllModels {
+		return set.Tiers()
+	}
+	var out []*backends.Tier
+	for _, t := range set.Tiers() {
+		if slices.ContainsFunc(t.Aliases, rec.principal.MayUseModel) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // modelFilter reads the only query parameter the model views accept,
-// ?model=alias, and returns the tiers to show.
-func (h *Handler) modelFilter(q url.Values, extra ...string) ([]*backends.Tier, error) {
+// ?model=alias, and returns the tiers to show: those the caller may reach
+// (an alias it may not use is unknown to it).
+func (h *Handler) modelFilter(rec *record, q url.Values, extra ...string) ([]*backends.Tier, error) {
 	for k := range q {
 		if k != "model" && !slices.Contains(extra, k) {
 			return nil, errBadQuery("unsupported query parameter " + strconv.Quote(k))
@@ -29,13 +46,14 @@ func (h *Handler) modelFilter(q url.Values, extra ...string) ([]*backends.Tier, 
 		if len(vs) != 1 {
 			return nil, errBadQuery("model may be given once")
 		}
-		t, ok := h.backends.Lookup(backends.NormalizeAlias(vs[0]))
-		if !ok {
+		alias := backends.NormalizeAlias(vs[0])
+		t, ok := h.backends.Lookup(alias)
+		if !ok || !rec.principal.MayUseModel(alias) {
 			return nil, errModelUnknown
 		}
 		return []*backends.Tier{t}, nil
 	}
-	return h.backends.Tiers(), nil
+	return visibleTiers(h.backends, rec), nil
 }
 
 func readinessView(r backends.Readiness) map[string]any {
@@ -63,7 +81,7 @@ func intOrNil(n int) any {
 
 // capabilities serves GET /v1/models/capabilities[?model=].
 func (h *Handler) capabilities(w *recorder, r *http.Request, rec *record) error {
-	tiers, aerr := h.modelFilter(r.URL.Query())
+	tiers, aerr := h.modelFilter(rec, r.URL.Query())
 	if aerr != nil {
 		return aerr
 	}
@@ -95,7 +113,7 @@ func nilIfEmpty(m map[string]any) any {
 
 // fingerprints serves GET /v1/models/fingerprints[?model=].
 func (h *Handler) fingerprints(w *recorder, r *http.Request, rec *record) error {
-	tiers, aerr := h.modelFilter(r.URL.Query())
+	tiers, aerr := h.modelFilter(rec, r.URL.Query())
 	if aerr != nil {
 		return aerr
 	}
@@ -132,14 +150,20 @@ func (h *Handler) healthTiers(w *recorder, r *http.Request, rec *record) error {
 		check    func() backends.Readiness
 	}
 	var entries []entry
-	for _, t := range h.backends.Tiers() {
+	for _, t := range visibleTiers(h.backends, rec) {
 		entries = append(entries, entry{t.ID, "llm", t.Readiness})
 	}
 	for _, p := range h.backends.Purposes() {
+		if !rec.principal.MayUseBackend(backends.NormalizeAlias(p.Model), p.ID) {
+			continue
+		}
 		role := map[string]string{"embedding": "embeddings", "rerank": "rerank"}[p.Kind]
 		entries = append(entries, entry{p.ID, role, p.Readiness})
 	}
 	for _, a := range h.audioGW.routes {
+		if !rec.principal.MayUseBackend(a.ID, a.ID) {
+			continue
+		}
 		entries = append(entries, entry{a.ID, a.Purpose, a.Readiness})
 	}
 	results := make([]backends.Readiness, len(entries))
@@ -181,15 +205,16 @@ func (h *Handler) routerStatus(w *recorder, r *http.Request, rec *record) error 
 	if r.URL.RawQuery != "" {
 		return errBadQuery("/v1/router/status takes no query parameters")
 	}
+	tiers := visibleTiers(h.backends, rec)
 	enabled := 0
-	for _, t := range h.backends.Tiers() {
+	for _, t := range tiers {
 		if t.Snapshot().State == backends.StateAdmitting {
 			enabled++
 		}
 	}
 	aliases := []string{}
-	for _, rt := range h.backends.Routes() {
-		aliases = append(aliases, rt.Alias)
+	for _, m := range modelsFor(h.backends, mayList(rec)) {
+		aliases = append(aliases, m.alias)
 	}
 	slices.Sort(aliases)
 	writeJSONValue(w, http.StatusOK, map[string]any{
@@ -197,7 +222,7 @@ func (h *Handler) routerStatus(w *recorder, r *http.Request, rec *record) error 
 		"started_at":     h.started.UTC().Format("2006-01-02T15:04:05.000Z"),
 		"uptime_seconds": math.Round(time.Since(h.started).Seconds()*1000) / 1000,
 		"model_aliases":  aliases,
-		"tier_counts":    map[string]int{"configured": len(h.backends.Tiers()), "enabled": enabled},
+		"tier_counts":    map[string]int{"configured": len(tiers), "enabled": enabled},
 		"config_sha256":  h.configHash,
 	})
 	return nil
@@ -210,7 +235,7 @@ var capacityParams = []string{"gpu_role", "images", "videos", "input_tokens", "i
 // live load scraped from each serve's /metrics, and an optional scenario.
 func (h *Handler) capacity(w *recorder, r *http.Request, rec *record) error {
 	q := r.URL.Query()
-	tiers, aerr := h.modelFilter(q, capacityParams...)
+	tiers, aerr := h.modelFilter(rec, q, capacityParams...)
 	if aerr != nil {
 		return aerr
 	}

@@ -209,7 +209,7 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	}
 	if rec.door == doorLocal {
 		// Without local_api the loopback listener is a health endpoint only.
-		h.fail(w, envGeneric, errNoRoute(r.URL.Path))
+		h.fail(w, envGeneric, errNoRoute)
 		return
 	}
 	if err := h.admitCaller(w, r, rt.class); err != nil {
@@ -220,11 +220,11 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		return
 	}
 	if rt == noRoute {
-		h.fail(w, envGeneric, errNoRoute(r.URL.Path))
+		h.fail(w, envGeneric, errNoRoute)
 		return
 	}
 	if rt.admin && !h.isAdmin(r, rec) {
-		h.fail(w, rt.env, h.adminDenial(rec, r.URL.Path))
+		h.fail(w, rt.env, h.adminDenial(rec))
 		return
 	}
 	release, err := h.takeSlot(rt.pool)
