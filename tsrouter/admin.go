@@ -12,7 +12,7 @@ import (
 // Admin limits: a small management pool of its own (so an operator can act
 // while the data plane is saturated) and one mutation at a time.
 const (
-	managementSlots     = 4
+	managementSlots     = 8
 	defaultDrainTimeout = 30 * time.Second
 	maxAdminBody        = 64 << 10
 )
@@ -88,7 +88,7 @@ func (h *Handler) transitionStatus(w *recorder, r *http.Request, rec *record) er
 // quiesce → drain → swap → readmit cycle (and "status").
 func (h *Handler) transition(w *recorder, r *http.Request, rec *record) error {
 	var req transitionRequest
-	if err := decodeAdminBody(r, &req, false); err != nil {
+	if err := decodeAdminBody(w.body, &req, false); err != nil {
 		return err
 	}
 	rec.tier = req.TierID

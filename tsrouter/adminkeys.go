@@ -95,7 +95,7 @@ func (h *Handler) updateKey(w *recorder, r *http.Request, rec *record) error {
 		return err
 	}
 	var upd policy.KeyUpdate
-	if err := decodeAdminBody(r, &upd, true); err != nil {
+	if err := decodeAdminBody(w.body, &upd, true); err != nil {
 		return err
 	}
 	id := r.PathValue("id")
@@ -160,7 +160,7 @@ func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
 		return err
 	}
 	var req createKeyRequest
-	if err := decodeAdminBody(r, &req, true); err != nil {
+	if err := decodeAdminBody(w.body, &req, true); err != nil {
 		return err
 	}
 	scopes, err := policy.ParseScopes(req.Scopes)
@@ -204,11 +204,8 @@ func keyResult(w *recorder, rec *record, op, id string, k policy.APIKey, secret 
 // decodeAdminBody reads an admin request's JSON body. strict (the key
 // API) refuses unknown fields and an empty body; otherwise (transitions)
 // an empty body is an empty object.
-func decodeAdminBody(r *http.Request, v any, strict bool) error {
-	body, err := readBody(r, maxAdminBody)
-	if err != nil {
-		return err
-	}
+func decodeAdminBody(body []byte, v any, strict bool) error {
+	var err error
 	if strict {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()

@@ -88,10 +88,7 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 		rec.requestID = newAudioRequestID()
 		w.Header()[telemetry.HeaderRequestID] = []string{rec.requestID}
 	}
-	body, err := g.readBody(r)
-	if err != nil {
-		return err
-	}
+	body := w.body
 	req, err := parseObject(body)
 	if err != nil {
 		return err
@@ -193,16 +190,17 @@ func (h *Handler) recordAudio(w *recorder, rec *record, purpose string, route *b
 	})
 }
 
-// readBody applies the audio framing rules: a Content-Length is required
-// (no chunked bodies) and the encoded cap is checked before reading.
-func (g *audioGateway) readBody(r *http.Request) ([]byte, error) {
+// readAudioBody applies the audio framing rules: a Content-Length is
+// required (no chunked bodies) and the encoded cap is checked before
+// reading.
+func (h *Handler) readAudioBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if len(r.TransferEncoding) > 0 || r.ContentLength < 0 {
 		return nil, errAudioLength
 	}
-	if r.ContentLength > g.bodyCap {
+	if r.ContentLength > h.audioGW.bodyCap {
 		return nil, errAudioBodyTooLarge
 	}
-	return readBody(r, g.bodyCap)
+	return h.readBody(w, r, h.audioGW.bodyCap)
 }
 
 // selectRoute picks the route: the one named by "route" (which must serve

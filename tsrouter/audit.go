@@ -63,9 +63,11 @@ type recorder struct {
 	http.ResponseWriter
 	// tailnet is the tailnet door's identity source (nil on other doors).
 	tailnet *tailnetDoor
-	status  int
-	bytes   int64
-	rec     record
+	// body is the request body, read by dispatch before the handler.
+	body   []byte
+	status int
+	bytes  int64
+	rec    record
 }
 
 func (w *recorder) WriteHeader(code int) {

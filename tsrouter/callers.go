@@ -64,7 +64,7 @@ var chatAPI = &callerAPI{
 	},
 	relay: func(q *inference) relay {
 		return relay{
-			run: func(w io.Writer, f flusher, s *backends.Stream) (backends.RelayStats, error) {
+			run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
 				return backends.RelayOpenAI(w, f, s, q.modelJSON)
 			},
 			done:       sseDone,
@@ -114,7 +114,7 @@ var messagesAPI = &callerAPI{
 			return translatedRelay(dialect.NewAnthropicStream(q.info.Model, q.info))
 		}
 		return relay{
-			run: func(w io.Writer, f flusher, s *backends.Stream) (backends.RelayStats, error) {
+			run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
 				return backends.RelayAnthropic(w, f, s, q.modelJSON)
 			},
 			// message_stop was relayed: nothing follows a clean end.
@@ -189,11 +189,7 @@ func (h *Handler) responses(w *recorder, r *http.Request, rec *record) error {
 // countTokens serves POST /v1/messages/count_tokens: an estimate (the
 // serve has no such endpoint), documented as one.
 func (h *Handler) countTokens(w *recorder, r *http.Request, rec *record) error {
-	body, err := h.readBody(r)
-	if err != nil {
-		return err
-	}
-	n, err := dialect.CountTokens(body)
+	n, err := dialect.CountTokens(w.body)
 	if err != nil {
 		return errBadRequest(err.Error())
 	}

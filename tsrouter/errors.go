@@ -66,6 +66,7 @@ var (
 	kindModelNotFound   = declare(http.StatusNotFound, "model_not_found")
 	kindRouteNotFound   = declare(http.StatusNotFound, "route_not_found")
 	kindMethod          = declare(http.StatusMethodNotAllowed, "method_not_allowed")
+	kindSlowBody        = declare(http.StatusRequestTimeout, "request_timeout")
 	kindConflict        = declare(http.StatusConflict, "conflict")
 	kindLengthRequired  = declare(http.StatusLengthRequired, "invalid_request")
 	kindTooLarge        = declare(http.StatusRequestEntityTooLarge, "payload_too_large")
@@ -126,6 +127,7 @@ var (
 	errTransitionFail = newError(kindTransitionFail, "transition failed")
 	errTooLarge       = &apiError{kind: kindTooLarge, Message: "request body too large", Close: true}
 	errUnreadableBody = &apiError{kind: kindBadRequest, Message: "could not read request body", Close: true}
+	errSlowBody       = &apiError{kind: kindSlowBody, Message: "request body too slow: send it faster", Close: true}
 	errOverContext    = newError(kindTooLarge, "request exceeds the context window of every available tier; send a smaller request")
 	errModelUnknown   = newError(kindModelNotFound, "unknown configured model")
 	errKeyNotFound    = newError(kindNotFound, "api key not found")

@@ -60,10 +60,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	h.metrics.InFlight(1)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
-	body, err := h.readBody(r)
-	if err != nil {
-		return err
-	}
+	body := w.body
 	q := &inference{body: body}
 	if err := a.parse(q); err != nil {
 		return err
@@ -175,22 +172,26 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	// Output stage (streamed): the relay's run function sees every serve
 	// event before the caller does.
 	rl := a.relay(q)
-	f := flusher{w}
-	st, err := rl.run(w, f, s)
+	out := newStallWriter(w, h.writeStall)
+	defer out.done()
+	st, err := rl.run(out, out, s)
 	rec.events = st.Events
 	switch {
 	case err == nil:
 		if rl.done != nil {
-			w.Write(rl.done)
-			f.Flush()
+			out.Write(rl.done)
+			out.Flush()
 		}
 		rec.decide(served, "served")
+	case out.stalled:
+		rec.decide("client_stalled", "error")
+		rec.detail = "caller stopped reading for " + h.writeStall.String() + "; upstream cancelled"
 	case errors.Is(err, backends.ErrClientGone):
 		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected; upstream cancelled"
 	default:
-		w.Write(rl.errorEvent())
-		f.Flush()
+		out.Write(rl.errorEvent())
+		out.Flush()
 		rec.decide("backend_error_interrupted", "error")
 		rec.detail = "stream interrupted: " + err.Error()
 	}
@@ -346,7 +347,7 @@ func openStream(r *http.Request, rec *record, tier *backends.Tier, body []byte) 
 
 // relay carries the serve's stream to the caller in the caller's dialect.
 type relay struct {
-	run func(w io.Writer, f flusher, s *backends.Stream) (backends.RelayStats, error)
+	run func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error)
 	// done is written after a clean end (nil: run wrote the end).
 	done []byte
 	// errorEvent is the one frame after a break; called then, since a
@@ -366,7 +367,7 @@ type eventTranslator interface {
 // translatedRelay relays the serve's OpenAI chunks through tr, one
 // caller event (or several) per serve event.
 func translatedRelay(tr eventTranslator) relay {
-	run := func(w io.Writer, f flusher, s *backends.Stream) (st backends.RelayStats, _ error) {
+	run := func(w io.Writer, f backends.Flusher, s *backends.Stream) (st backends.RelayStats, _ error) {
 		if _, err := w.Write(tr.Start()); err != nil {
 			return st, backends.ErrClientGone
 		}
@@ -396,51 +397,6 @@ func translatedRelay(tr eventTranslator) relay {
 		}
 	}
 	return relay{run: run, errorEvent: tr.ErrorEvent}
-}
-
-type flusher struct{ w http.ResponseWriter }
-
-func (f flusher) Flush() error {
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-		return nil
-	}
-	return http.NewResponseController(f.w).Flush()
-}
-
-// readBody reads a request body of at most limit bytes: the one reader of
-// request bodies. A declared length over the limit is refused before
-// reading; a known length is read into one buffer of exactly that size.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, errTooLarge
-	}
-	var body []byte
-	var err error
-	if r.ContentLength >= 0 {
-		// The server stops the body at the declared length.
-		body = make([]byte, r.ContentLength)
-		_, err = io.ReadFull(r.Body, body)
-	} else {
-		body, err = io.ReadAll(io.LimitReader(r.Body, limit+1))
-		if int64(len(body)) > limit {
-			return nil, errTooLarge
-		}
-	}
-	if err != nil {
-		return nil, errUnreadableBody
-	}
-	return body, nil
-}
-
-// readBody reads an API request body up to --max-body-bytes. An empty
-// body is an empty object, as the Python router took it.
-func (h *Handler) readBody(r *http.Request) ([]byte, error) {
-	body, err := readBody(r, h.maxBody)
-	if err == nil && len(body) == 0 {
-		return []byte("{}"), nil
-	}
-	return body, err
 }
 
 // setOverhead reports the router's own time on this request so far —

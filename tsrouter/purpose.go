@@ -18,10 +18,7 @@ import (
 // The route exists only when such models are configured.
 func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string) error {
 	models := h.backends.PurposeModels(kind)
-	body, err := h.readBody(r)
-	if err != nil {
-		return err
-	}
+	body := w.body
 	req, err := parseObject(body)
 	if err != nil {
 		return err

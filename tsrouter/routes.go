@@ -21,8 +21,9 @@ const (
 	// poolData is the data plane's global slot (--max-concurrency):
 	// excess requests get 503 server_busy at once.
 	poolData pool = iota
-	// poolManagement is a small pool of its own, so an operator can
-	// quiesce a tier while the data plane is saturated.
+	// poolManagement is a small pool of its own for the admin API,
+	// metrics and health, so an operator can see and act (disable a key,
+	// quiesce a tier) while the data plane is saturated.
 	poolManagement
 )
 
@@ -51,6 +52,27 @@ type route struct {
 	// configured, if set, says whether the route exists under this
 	// config; where it does not, the path is 404 like any unknown one.
 	configured func(*Handler) bool
+	// body reads the request body of a POST or PUT (nil: none is read),
+	// before the route takes its slot.
+	body bodyReader
+}
+
+// bodyReader reads a route's request body with its limits.
+type bodyReader func(h *Handler, w http.ResponseWriter, r *http.Request) ([]byte, error)
+
+// apiBody is an API request body, up to --max-body-bytes. An empty body is
+// an empty object, as the Python router took it.
+func apiBody(h *Handler, w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := h.readBody(w, r, h.maxBody)
+	if err == nil && len(body) == 0 {
+		return []byte("{}"), nil
+	}
+	return body, err
+}
+
+// adminBody is an admin API request body (JSON, small).
+func adminBody(h *Handler, w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return h.readBody(w, r, maxAdminBody)
 }
 
 // routes is the route table.
@@ -58,13 +80,16 @@ func routes() []*route {
 	get := func(f serveFunc) map[string]serveFunc { return map[string]serveFunc{http.MethodGet: f} }
 	post := func(f serveFunc) map[string]serveFunc { return map[string]serveFunc{http.MethodPost: f} }
 	inference := func(pattern string, env envelope, f serveFunc) *route {
-		return &route{pattern: pattern, methods: post(f), env: env, class: policy.PathInference, advertise: true}
+		return &route{pattern: pattern, methods: post(f), env: env, class: policy.PathInference, advertise: true, body: apiBody}
 	}
 	metadata := func(pattern string, f serveFunc) *route {
 		return &route{pattern: pattern, methods: get(f), env: envGeneric, class: policy.PathMetadata, noStore: true, advertise: true}
 	}
+	// Admin routes have the management pool: they keep answering while
+	// the data plane is saturated.
 	admin := func(pattern string, methods map[string]serveFunc) *route {
-		return &route{pattern: pattern, methods: methods, env: envGeneric, class: policy.PathAdmin, admin: true, noStore: true}
+		return &route{pattern: pattern, methods: methods, env: envGeneric, class: policy.PathAdmin, admin: true, noStore: true,
+			pool: poolManagement, body: adminBody}
 	}
 	purpose := func(pattern, kind string) *route {
 		rt := inference(pattern, envGeneric, func(h *Handler, w *recorder, r *http.Request, rec *record) error {
@@ -78,11 +103,12 @@ func routes() []*route {
 			return h.serveAudio(w, r, rec, purpose)
 		})
 		rt.configured = func(h *Handler) bool { return h.audioGW.bound(purpose) }
+		rt.body = (*Handler).readAudioBody
 		return rt
 	}
 	return []*route{
-		{pattern: "/healthz", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen},
-		{pattern: "/health", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen},
+		{pattern: "/healthz", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen, pool: poolManagement},
+		{pattern: "/health", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen, pool: poolManagement},
 
 		inference("/v1/chat/completions", envOpenAI, (*Handler).chat),
 		inference("/v1/messages", envAnthropic, (*Handler).messages),
@@ -107,13 +133,13 @@ func routes() []*route {
 		metadata("/v1/models/capacity", (*Handler).capacity),
 		metadata("/v1/health/tiers", (*Handler).healthTiers),
 		metadata("/v1/router/status", (*Handler).routerStatus),
-		{pattern: "/metrics", methods: get((*Handler).serveMetrics), env: envGeneric, class: policy.PathMetrics, noStore: true, advertise: true},
+		{pattern: "/metrics", methods: get((*Handler).serveMetrics), env: envGeneric, class: policy.PathMetrics, noStore: true, advertise: true, pool: poolManagement},
 
 		advertised(admin("/v1/decisions", get((*Handler).serveDecisions))),
 		advertised(admin("/v1/stats", get((*Handler).serveStats))),
 		advertised(admin("/v1/requests/{request_id...}", get((*Handler).serveRequest))),
-		managed(admin("/v1/admin/transition", map[string]serveFunc{
-			http.MethodGet: (*Handler).transitionStatus, http.MethodPost: (*Handler).transition})),
+		admin("/v1/admin/transition", map[string]serveFunc{
+			http.MethodGet: (*Handler).transitionStatus, http.MethodPost: (*Handler).transition}),
 		admin("/admin/api-keys", map[string]serveFunc{
 			http.MethodGet: (*Handler).listKeys, http.MethodPost: (*Handler).createKey}),
 		admin("/admin/api-keys/{id}", map[string]serveFunc{
@@ -123,7 +149,6 @@ func routes() []*route {
 }
 
 func advertised(rt *route) *route { rt.advertise = true; return rt }
-func managed(rt *route) *route    { rt.pool = poolManagement; return rt }
 
 // noRoute answers every path the table does not serve: after the door and
 // the credentials, like any route, so unknown paths reveal nothing to an
@@ -161,7 +186,7 @@ func routedPath(p string) string {
 			p = "/"
 		}
 	}
-	if path.Clean(p) != p {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != p {
 		return ""
 	}
 	return p

@@ -6,7 +6,9 @@
 package tsrouter
 
 import (
+	"cmp"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -47,6 +49,16 @@ type Options struct {
 	// AdminToken is [admin].auth_env's token; when set it replaces the
 	// router token as the admin credential (sent as X-Admin-Token).
 	AdminToken policy.Token
+	// BodyGrace and MinBodyRate bound how slowly a caller may send a
+	// request body: after BodyGrace (default 10 s) it must have kept
+	// MinBodyRate bytes a second on average (default 64 KiB/s), or it
+	// gets 408 and the connection is closed.
+	BodyGrace   time.Duration
+	MinBodyRate int64
+	// WriteStall is how long a write to a caller that stopped reading
+	// may block before the stream is cut as the caller's fault and the
+	// serve's request cancelled (default 30 s).
+	WriteStall time.Duration
 	// ExhaustionRetryAfter is the Retry-After of the exhaustion status
 	// when the serve sent none ([router].exhaustion_retry_after; default
 	// DefaultExhaustionRetryAfter, negative = none). Long enough that
@@ -62,24 +74,27 @@ const DefaultExhaustionRetryAfter = 120 * time.Second
 
 // Handler serves the router's HTTP API. Create it with New.
 type Handler struct {
-	mgmt       chan struct{}
-	mutation   sync.Mutex
-	backends   *backends.Set
-	token      policy.Token
-	log        *slog.Logger
-	maxBody    int64
-	slots      chan struct{}
-	healthBody []byte
-	modelsBody []byte
-	version    string
-	started    time.Time
-	configHash string
-	decisions  *telemetry.Recorder
-	metrics    *telemetry.Metrics
-	limiter    *policy.RateLimiter
-	keys       *KeyRing
-	adminToken policy.Token
-	audioGW    *audioGateway
+	mgmt        chan struct{}
+	mutation    sync.Mutex
+	backends    *backends.Set
+	token       policy.Token
+	log         *slog.Logger
+	maxBody     int64
+	slots       chan struct{}
+	healthBody  []byte
+	modelsBody  []byte
+	version     string
+	started     time.Time
+	configHash  string
+	decisions   *telemetry.Recorder
+	metrics     *telemetry.Metrics
+	limiter     *policy.RateLimiter
+	keys        *KeyRing
+	adminToken  policy.Token
+	audioGW     *audioGateway
+	bodyGrace   time.Duration
+	minBodyRate int64
+	writeStall  time.Duration
 	// exhaustionRetryAfter is the Retry-After of the exhaustion status
 	// when the serve sent none (seconds; "" none).
 	exhaustionRetryAfter string
@@ -131,6 +146,7 @@ func New(opts Options) *Handler {
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
+	h.bodyGrace, h.minBodyRate, h.writeStall = cmp.Or(opts.BodyGrace, DefaultBodyGrace), cmp.Or(opts.MinBodyRate, DefaultMinBodyRate), cmp.Or(opts.WriteStall, DefaultWriteStall)
 	n := opts.MaxConcurrency
 	if n <= 0 {
 		n = DefaultMaxConcurrency
@@ -194,8 +210,9 @@ func (h *Handler) endpoint(rt *route) http.Handler {
 // dispatch runs the front door for rt, then its handler. The order matters:
 // who the caller is (the door, tailnet identity — fail
 // closed), the router token and API keys, rate limits — all before
-// anything reveals whether the path exists; then the slot, admin rights
-// and the method. Every refusal is an error for fail.
+// anything reveals whether the path exists; then admin rights, the
+// method, the body (read before the slot, so a slow sender holds none),
+// and the slot. Every refusal is an error for fail.
 func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	rec := &w.rec
 	// Every response carries the request id the decision log keys on: the
@@ -227,17 +244,34 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, h.adminDenial(rec))
 		return
 	}
+	serve, ok := rt.handler(r.Method)
+	if !ok {
+		h.fail(w, rt.env, errMethod(rt.allow()))
+		return
+	}
+	if len(r.TransferEncoding) > 0 {
+		// A chunked body may have come with a Content-Length too, which
+		// net/http drops without a trace: close the connection after the
+		// answer, so nothing after the body is read as another request.
+		w.Header().Set("Connection", "close")
+	}
+	if rt.body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		body, err := rt.body(h, w, r)
+		if err != nil {
+			h.fail(w, rt.env, err)
+			if errors.Is(err, errTooLarge) || errors.Is(err, errAudioBodyTooLarge) {
+				linger(w, r)
+			}
+			return
+		}
+		w.body = body
+	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {
 		h.fail(w, rt.env, err)
 		return
 	}
 	defer release()
-	serve, ok := rt.handler(r.Method)
-	if !ok {
-		h.fail(w, rt.env, errMethod(rt.allow()))
-		return
-	}
 	if rt.noStore {
 		w.Header().Set("Cache-Control", "no-store")
 	}
