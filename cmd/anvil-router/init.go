@@ -221,7 +221,11 @@ func (r probeResult) describe() string {
 	if r.healthOK {
 		health = "/health ok"
 	}
-	return fmt.Sprintf("%s serve: %s; %s", engineOf(r.models[0]), strings.Join(ids, ", "), health)
+	kind := "OpenAI-compatible serve"
+	if e := engineOf(r.models[0]); e != "serve" {
+		kind = e + " serve"
+	}
+	return fmt.Sprintf("%s: %s; %s", kind, strings.Join(ids, ", "), health)
 }
 
 // initClient talks only to loopback: no proxy, no redirects, short

@@ -171,6 +171,7 @@ func (p *composePlan) apply(stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nadded the %s service and its config to %s (router on the %s)\n", composeRouterName, p.path, p.placement)
+	fmt.Fprintf(stdout, "the service runs the image %s: build it from the anvil-router repository first (docker build -t anvil-router:dev .)\n", routerImage)
 	return nil
 }
 
