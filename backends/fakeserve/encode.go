@@ -100,8 +100,15 @@ func newPlan(o Options) *plan {
 	b = strconv.AppendInt(b, time.Now().Unix(), 10)
 	b = append(b, `,"owned_by":"vllm","root":`...)
 	b = append(b, p.modelJSON...)
-	b = append(b, `,"parent":null,"max_model_len":`...)
-	b = strconv.AppendInt(b, MaxModelLen, 10)
+	b = append(b, `,"parent":null`...)
+	switch n := o.ReportedMaxModelLen; {
+	case n == 0:
+		b = append(b, `,"max_model_len":`...)
+		b = strconv.AppendInt(b, MaxModelLen, 10)
+	case n > 0:
+		b = append(b, `,"max_model_len":`...)
+		b = strconv.AppendInt(b, int64(n), 10)
+	}
 	b = append(b, `,"permission":[]}]}`...)
 	p.modelsBody = b
 

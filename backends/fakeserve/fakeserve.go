@@ -158,6 +158,10 @@ type Options struct {
 	CutAfter int
 	// Mode is the initial failure mode ("" means ModeOK).
 	Mode Mode
+	// ReportedMaxModelLen is the max_model_len of the /v1/models entry, as
+	// vLLM reports it: 0 means MaxModelLen; a negative value leaves the
+	// field out, like serves that do not report their context length.
+	ReportedMaxModelLen int
 	// APIKey, if set, makes every /v1/ endpoint require
 	// "Authorization: Bearer <APIKey>" and answer 401 otherwise, like vLLM's
 	// --api-key. /health, /metrics and /fake/* stay open.

@@ -528,3 +528,37 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestReportedMaxModelLen: /v1/models reports the default context length,
+// a configured one, or none at all.
+func TestReportedMaxModelLen(t *testing.T) {
+	tests := []struct {
+		name    string
+		setting int
+		want    any // float64 from JSON, or nil when the field is absent
+	}{
+		{"default", 0, float64(fakeserve.MaxModelLen)},
+		{"configured", 32768, float64(32768)},
+		{"not reported", -1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, base, c := serve(t, fakeserve.Options{Model: "m-test", ReportedMaxModelLen: tt.setting})
+			_, body, err := do(t, c, http.MethodGet, base+"/v1/models", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Data []map[string]any `json:"data"`
+			}
+			mustUnmarshal(t, body, &got)
+			if len(got.Data) != 1 {
+				t.Fatalf("models = %s", body)
+			}
+			v, present := got.Data[0]["max_model_len"]
+			if (tt.want == nil) == present || (present && v != tt.want) {
+				t.Errorf("max_model_len = %v (present %v), want %v; body %s", v, present, tt.want, body)
+			}
+		})
+	}
+}

@@ -86,7 +86,12 @@ type composeService struct {
 
 func loadCompose(t *testing.T) (composeFile, []byte) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "compose.yaml"))
+	return loadComposeFile(t, filepath.Join(repoRoot(t), "compose.yaml"))
+}
+
+func loadComposeFile(t *testing.T, path string) (composeFile, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +129,13 @@ var interpolated = regexp.MustCompile(`^\$\{([A-Z_][A-Z0-9_]*)(:?[-?][^}]*)?\}$`
 // carries no secret.
 func TestComposeInvariants(t *testing.T) {
 	c, raw := loadCompose(t)
+	checkComposeInvariants(t, c, raw)
+}
+
+// checkComposeInvariants holds a compose file to the invariants of the
+// repository's own (`anvil-router init --compose` output is held to them too).
+func checkComposeInvariants(t *testing.T, c composeFile, raw []byte) {
+	t.Helper()
 	rs := routers(c)
 	if !slices.Equal(rs, []string{"router", "router-host"}) {
 		t.Fatalf("router services %v, want [router router-host]", rs)
@@ -178,54 +190,7 @@ func TestComposeInvariants(t *testing.T) {
 		}
 	})
 	for _, name := range rs {
-		s := c.Services[name]
-		t.Run(name+" keeps its state on a named volume", func(t *testing.T) {
-			want := "anvil-state:" + imageStateVol
-			if !slices.Contains(s.Volumes, want) {
-				t.Errorf("volumes %v lack %q", s.Volumes, want)
-			}
-			if _, ok := c.Volumes["anvil-state"]; !ok {
-				t.Error("volume anvil-state is not declared")
-			}
-			for _, v := range s.Volumes {
-				if strings.HasPrefix(v, "/") || strings.HasPrefix(v, ".") {
-					t.Errorf("bind mount %q: the router needs only the state volume and its config", v)
-				}
-			}
-		})
-		t.Run(name+" is health-checked by the binary", func(t *testing.T) {
-			want := []string{"CMD", imageBinary, "healthcheck", "--config", imageConfig}
-			if s.Healthcheck == nil || !slices.Equal(s.Healthcheck.Test, want) {
-				t.Errorf("healthcheck %+v, want test %q", s.Healthcheck, want)
-			}
-		})
-		t.Run(name+" runs hardened", func(t *testing.T) {
-			if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
-				t.Errorf("read_only %v cap_drop %v, want true and ALL", s.ReadOnly, s.CapDrop)
-			}
-			if s.StopGracePeriod == "" {
-				t.Error("no stop_grace_period: docker's default 10s cuts the 20s drain short")
-			}
-		})
-		t.Run(name+" enrols from the environment", func(t *testing.T) {
-			if m := interpolated.FindStringSubmatch(s.Environment["TS_AUTHKEY"]); m == nil || m[1] != "TS_AUTHKEY" {
-				t.Errorf("TS_AUTHKEY = %q, want ${TS_AUTHKEY...}", s.Environment["TS_AUTHKEY"])
-			}
-			// Tags come with the key; advertising them is opt-in (OAuth).
-			if m := interpolated.FindStringSubmatch(s.Environment["TS_ADVERTISE_TAGS"]); m == nil || m[1] != "TS_ADVERTISE_TAGS" {
-				t.Errorf("TS_ADVERTISE_TAGS = %q, want ${TS_ADVERTISE_TAGS...}", s.Environment["TS_ADVERTISE_TAGS"])
-			}
-		})
-		t.Run(name+" mounts a valid config read-only", func(t *testing.T) {
-			if len(s.Configs) != 1 || s.Configs[0].Target != imageConfig {
-				t.Fatalf("configs %+v, want one at %s", s.Configs, imageConfig)
-			}
-			src := c.Configs[s.Configs[0].Source]
-			if src.Content == "" {
-				t.Fatalf("config %q has no inline content", s.Configs[0].Source)
-			}
-			checkRouterConfig(t, src.Content, s, c)
-		})
+		checkRouterService(t, name, c)
 	}
 	t.Run("no secret literals", func(t *testing.T) {
 		for name, s := range c.Services {
@@ -247,6 +212,61 @@ func TestComposeInvariants(t *testing.T) {
 				t.Errorf("compose.yaml contains what looks like a credential: %q", m)
 			}
 		}
+	})
+}
+
+// checkRouterService holds one anvil-router service to the invariants: the
+// state volume, the binary's health check, hardening, enrolment from the
+// environment and a valid config that reaches its serves.
+func checkRouterService(t *testing.T, name string, c composeFile) {
+	t.Helper()
+	s := c.Services[name]
+	t.Run(name+" keeps its state on a named volume", func(t *testing.T) {
+		want := "anvil-state:" + imageStateVol
+		if !slices.Contains(s.Volumes, want) {
+			t.Errorf("volumes %v lack %q", s.Volumes, want)
+		}
+		if _, ok := c.Volumes["anvil-state"]; !ok {
+			t.Error("volume anvil-state is not declared")
+		}
+		for _, v := range s.Volumes {
+			if strings.HasPrefix(v, "/") || strings.HasPrefix(v, ".") {
+				t.Errorf("bind mount %q: the router needs only the state volume and its config", v)
+			}
+		}
+	})
+	t.Run(name+" is health-checked by the binary", func(t *testing.T) {
+		want := []string{"CMD", imageBinary, "healthcheck", "--config", imageConfig}
+		if s.Healthcheck == nil || !slices.Equal(s.Healthcheck.Test, want) {
+			t.Errorf("healthcheck %+v, want test %q", s.Healthcheck, want)
+		}
+	})
+	t.Run(name+" runs hardened", func(t *testing.T) {
+		if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") {
+			t.Errorf("read_only %v cap_drop %v, want true and ALL", s.ReadOnly, s.CapDrop)
+		}
+		if s.StopGracePeriod == "" {
+			t.Error("no stop_grace_period: docker's default 10s cuts the 20s drain short")
+		}
+	})
+	t.Run(name+" enrols from the environment", func(t *testing.T) {
+		if m := interpolated.FindStringSubmatch(s.Environment["TS_AUTHKEY"]); m == nil || m[1] != "TS_AUTHKEY" {
+			t.Errorf("TS_AUTHKEY = %q, want ${TS_AUTHKEY...}", s.Environment["TS_AUTHKEY"])
+		}
+		// Tags come with the key; advertising them is opt-in (OAuth).
+		if m := interpolated.FindStringSubmatch(s.Environment["TS_ADVERTISE_TAGS"]); m == nil || m[1] != "TS_ADVERTISE_TAGS" {
+			t.Errorf("TS_ADVERTISE_TAGS = %q, want ${TS_ADVERTISE_TAGS...}", s.Environment["TS_ADVERTISE_TAGS"])
+		}
+	})
+	t.Run(name+" mounts a valid config read-only", func(t *testing.T) {
+		if len(s.Configs) != 1 || s.Configs[0].Target != imageConfig {
+			t.Fatalf("configs %+v, want one at %s", s.Configs, imageConfig)
+		}
+		src := c.Configs[s.Configs[0].Source]
+		if src.Content == "" {
+			t.Fatalf("config %q has no inline content", s.Configs[0].Source)
+		}
+		checkRouterConfig(t, src.Content, s, c)
 	})
 }
 

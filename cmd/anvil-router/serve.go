@@ -208,12 +208,20 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	_, err = checkConfig(path, stdout)
+	return err
+}
+
+// checkConfig is what `check` does with a config file, shared with `init`
+// so a written config passes exactly the validation an operator runs:
+// load and validate it, then print its routes.
+func checkConfig(path string, stdout io.Writer) (*config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
-		return usageError{err}
+		return nil, usageError{err}
 	}
 	fmt.Fprintf(stdout, "%s: ok\n%s", path, cfg.Summary())
-	return nil
+	return cfg, nil
 }
 
 func aliasesOf(cfg *config.Config) []string {
