@@ -45,7 +45,6 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		return nil, nil
 	}
 	rc := http.NewResponseController(w)
-	defer rc.SetReadDeadline(time.Time{})
 	size := int64(bodyFirstBuffer)
 	if r.ContentLength > 0 && r.ContentLength < size {
 		size = r.ContentLength
@@ -74,10 +73,16 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		}
 		switch {
 		case err == io.EOF:
+			// Lift the deadline: the connection serves on.
+			rc.SetReadDeadline(time.Time{})
 			return buf, nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			return nil, errSlowBody
 		case err != nil:
+			// Leave the connection's reads failing: net/http would
+			// otherwise wait for the rest of the body to discard it.
+			rc.SetReadDeadline(time.Now())
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return nil, errSlowBody
+			}
 			return nil, errUnreadableBody
 		}
 	}

@@ -30,6 +30,11 @@ type routerOpts struct {
 	adminToken string
 	// exhaustionRetryAfter is Options.ExhaustionRetryAfter.
 	exhaustionRetryAfter time.Duration
+	// bodyGrace, minBodyRate and writeStall are the Options of the same
+	// names (slow-caller limits).
+	bodyGrace   time.Duration
+	minBodyRate int64
+	writeStall  time.Duration
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -68,6 +73,9 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		MaxConcurrency: o.slots,
 
 		ExhaustionRetryAfter: o.exhaustionRetryAfter,
+		BodyGrace:            o.bodyGrace,
+		MinBodyRate:          o.minBodyRate,
+		WriteStall:           o.writeStall,
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()

@@ -1,0 +1,237 @@
+package tsrouter_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+	"github.com/anvil-serving/anvil-router/tsrouter"
+)
+
+// serveLikeProduction serves h with the listeners' own http.Server
+// settings on a loopback socket (httptest.NewServer would use defaults).
+func serveLikeProduction(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := tsrouter.NewHTTPServer(h, slog.New(slog.DiscardHandler))
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+// trickle opens a connection that sends a chat request's headers and then
+// one body byte every pace, until stop is closed; it returns what the
+// router answered (or "" if nothing).
+func trickle(t *testing.T, addr string, declared int, pace time.Duration, stop <-chan struct{}) <-chan string {
+	out := make(chan string, 1)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		out <- ""
+		return out
+	}
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", declared)
+	go func() {
+		defer c.Close()
+		answer := make(chan string, 1)
+		go func() {
+			b, _ := io.ReadAll(c)
+			answer <- string(b)
+		}()
+		tick := time.NewTicker(pace)
+		defer tick.Stop()
+		for {
+			select {
+			case a := <-answer:
+				out <- a
+				return
+			case <-stop:
+				c.Close()
+				out <- <-answer
+				return
+			case <-tick.C:
+				c.Write([]byte(" "))
+			}
+		}
+	}()
+	return out
+}
+
+// TestTricklingCallersStarveNobody: connections that send their body one
+// byte at a time hold no slot while they do, so others are served, the
+// management endpoints answer, and the tricklers are cut with 408 once
+// they fall below the minimum rate.
+func TestTricklingCallersStarveNobody(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	h := newHandler(t, oneTier(url, ""), routerOpts{slots: 4, bodyGrace: 300 * time.Millisecond, minBodyRate: 1 << 10}, nil)
+	addr := serveLikeProduction(t, h)
+	stop := make(chan struct{})
+	var answers []<-chan string
+	for range 16 {
+		answers = append(answers, trickle(t, addr, 1000, 50*time.Millisecond, stop))
+	}
+	time.Sleep(100 * time.Millisecond) // every trickler is in, sending
+	for _, path := range []string{"/v1/chat/completions", "/metrics", "/health"} {
+		var resp *http.Response
+		var err error
+		if path == "/v1/chat/completions" {
+			resp, err = http.Post("http://"+addr+path, "application/json", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hi"}]}`))
+		} else {
+			resp, err = http.Get("http://" + addr + path)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Errorf("%s while 16 callers trickle into 4 slots: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	// Below 1 KiB/s after the 300 ms grace: 408 and closed.
+	deadline := time.After(10 * time.Second)
+	for i, a := range answers {
+		select {
+		case got := <-a:
+			if !strings.HasPrefix(got, "HTTP/1.1 408") || !strings.Contains(got, "request_timeout") || !strings.Contains(got, "Connection: close") {
+				t.Errorf("trickler %d got %q", i, got)
+			}
+		case <-deadline:
+			close(stop)
+			t.Fatalf("trickler %d was never cut", i)
+		}
+	}
+}
+
+// TestBodyMemoryFollowsBytesReceived: callers declaring 32 MiB bodies and
+// sending a few bytes cost memory for what they sent, not what they
+// declared (64 such callers once took 2 GB).
+func TestBodyMemoryFollowsBytesReceived(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	h := newHandler(t, oneTier(url, ""), routerOpts{}, nil)
+	addr := serveLikeProduction(t, h)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	stop := make(chan struct{})
+	var answers []<-chan string
+	for range 32 {
+		answers = append(answers, trickle(t, addr, 32<<20, 100*time.Millisecond, stop))
+	}
+	time.Sleep(500 * time.Millisecond)
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	close(stop)
+	for _, a := range answers {
+		<-a
+	}
+	grown := int64(during.HeapAlloc) - int64(before.HeapAlloc)
+	// 32 × 32 MiB would be 1 GiB; a first buffer each is 2 MiB.
+	if grown > 64<<20 {
+		t.Errorf("heap grew %d MiB for 32 callers that sent a few bytes each", grown>>20)
+	}
+}
+
+// TestOversizeBodyIsAnswered: a client that writes its whole over-size
+// body before reading (as many HTTP clients do) reads the 413, not a
+// reset connection.
+func TestOversizeBodyIsAnswered(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	h := newHandler(t, oneTier(url, ""), routerOpts{maxBody: 1 << 20}, nil)
+	addr := serveLikeProduction(t, h)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := bytes.Repeat([]byte("a"), 8<<20)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(body); err != nil {
+		t.Fatalf("writing the body: %v (the router reset the connection)", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 413 || !strings.Contains(got, "payload_too_large") {
+		t.Errorf("%d %s", resp.StatusCode, got)
+	}
+}
+
+// TestHTTPEdges: OPTIONS * reaches the router (authenticated, audited, not
+// net/http's silent 200); a chunked request closes its connection after
+// the answer, so bytes after the body are never served as a request.
+func TestHTTPEdges(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	h := newHandler(t, oneTier(url, ""), routerOpts{token: routerToken}, nil)
+	addr := serveLikeProduction(t, h)
+	exchange := func(raw string) string {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := exchange("OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 401") {
+		t.Errorf("OPTIONS * without the token: %q", got)
+	}
+	got := exchange("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + routerToken +
+		"\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + routerToken + "\r\n\r\n")
+	if n := strings.Count(got, "HTTP/1.1 "); n != 1 || !strings.Contains(got, "Connection: close") {
+		t.Errorf("a smuggled request was served (%d answers): %q", n, got)
+	}
+}
+
+// TestStalledReaderIsCut: a caller that stops reading a stream is cut
+// after the write stall as its own fault, and the serve's request is
+// cancelled; the slot and lease come back.
+func TestStalledReaderIsCut(t *testing.T) {
+	// A long, fast stream: enough bytes to fill the socket buffers.
+	deltas := make([]string, 20000)
+	for i := range deltas {
+		deltas[i] = strings.Repeat("x", 512)
+	}
+	fake, url := startFake(t, fakeserve.Options{Deltas: deltas})
+	var logs syncBuffer
+	h := newHandler(t, oneTier(url, ""), routerOpts{writeStall: 300 * time.Millisecond},
+		slog.New(slog.NewJSONHandler(&logs, nil)))
+	addr := serveLikeProduction(t, h)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	fmt.Fprintf(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	// Never read. The router must give up on its own.
+	if err := fake.WaitCancelled(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "caller stopped reading") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no client_stalled audit line: %s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if strings.Contains(logs.String(), "serve silent") {
+		t.Errorf("the serve was blamed: %s", logs.String())
+	}
+}
