@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // countingServer is an httptest server on 127.0.0.1 that counts the
@@ -151,20 +149,12 @@ func TestCompleteReusesTheConnection(t *testing.T) {
 				}
 				w.Write([]byte(`[],"id":"x1"}`))
 			})
-			cfg, err := config.Parse("t.toml", []byte(`
-[[router.tiers]]
-id = "t"
-base_url = "`+srv.URL+`"
-dialect = "openai"
-context_limit = 4096
-privacy = "local"
-tool_support = true
-auth_env = "T_KEY"
-[router.model_routes]
-chat = "t"
-`))
-			if err != nil {
-				t.Fatal(err)
+			cfg := Config{
+				Tiers: []TierConfig{{
+					ID: "t", BaseURL: srv.URL, Dialect: "openai", ContextLimit: 4096,
+					Privacy: "local", ToolSupport: true, AuthEnv: "T_KEY",
+				}},
+				Routes: []Route{{Alias: "chat", TierID: "t"}},
 			}
 			set, err := New(cfg, Options{LookupEnv: func(string) string { return "" }})
 			if err != nil {

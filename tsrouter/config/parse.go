@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -17,12 +18,12 @@ const (
 	DefaultAvailabilityProbeInterval = 5 * time.Second
 	DefaultAvailabilityProbeTimeout  = 1 * time.Second
 	DefaultAvailabilityProbeMaxBytes = 65536
-	DefaultAudioMaxInputBytes        = 4 << 20
-	DefaultAudioMaxOutputBytes       = 4 << 20
-	DefaultAudioMaxTextChars         = 16384
-	DefaultAudioMaxConcurrency       = 4
-	DefaultQueueTimeout              = 30 * time.Second
-	DefaultMaxQueue                  = 256
+	DefaultAudioMaxInputBytes        = backends.DefaultAudioMaxInputBytes
+	DefaultAudioMaxOutputBytes       = backends.DefaultAudioMaxOutputBytes
+	DefaultAudioMaxTextChars         = backends.DefaultAudioMaxTextChars
+	DefaultAudioMaxConcurrency       = backends.DefaultAudioMaxConcurrency
+	DefaultQueueTimeout              = backends.DefaultQueueTimeout
+	DefaultMaxQueue                  = backends.DefaultMaxQueue
 )
 
 var (
