@@ -141,7 +141,7 @@ func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 // [DONE]; err is ErrMalformedEvent for anything but a JSON object, or
 // ErrInBandError when the serve reports an error in the stream.
 func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
-	data = data[skipSpace(data, 0):]
+	data = data[jsonobj.SkipSpace(data, 0):]
 	if string(data) == "[DONE]" || len(data) == 0 {
 		return nil, nil, true, nil
 	}
@@ -149,8 +149,8 @@ func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
 		return nil, nil, false, ErrMalformedEvent
 	}
 	var choices []byte
-	it := members(data)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(data)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "choices":
 			choices = v
@@ -173,10 +173,10 @@ func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
 // asks for n > 1.
 func firstChoice(choices []byte) []byte {
 	var first []byte
-	it := elements(choices)
-	for el, ok := it.element(); ok; el, ok = it.element() {
-		m := members(el)
-		for k, v, ok := m.member(); ok; k, v, ok = m.member() {
+	it := jsonobj.ElementIter(choices)
+	for el, ok := it.Element(); ok; el, ok = it.Element() {
+		m := jsonobj.MemberIter(el)
+		for k, v, ok := m.Member(); ok; k, v, ok = m.Member() {
 			if string(k) == "index" {
 				if string(v) == "0" {
 					return el
@@ -193,8 +193,8 @@ func firstChoice(choices []byte) []byte {
 
 func (t *StreamTranslator) choice(c []byte) error {
 	var delta, finish []byte
-	it := members(c)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(c)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "delta":
 			delta = v
@@ -207,8 +207,8 @@ func (t *StreamTranslator) choice(c []byte) error {
 		}
 	}
 	var content, reasoning, reasoningContent, calls []byte
-	d := members(delta)
-	for k, v, ok := d.member(); ok; k, v, ok = d.member() {
+	d := jsonobj.MemberIter(delta)
+	for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
 		switch string(k) {
 		case "content":
 			content = v

@@ -3,6 +3,8 @@ package dialect
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // anthropicReplyIn is the part of a Messages response the translation
@@ -153,8 +155,8 @@ func parseAnthropicUsage(raw []byte) (u anthropicCounts, ok bool) {
 // merge takes the counts present in raw, leaving the others: message_delta
 // usage repeats some of message_start's and omits others.
 func (u *anthropicCounts) merge(raw []byte) {
-	it := members(raw)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(raw)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		n, isInt := atoi(v)
 		if !isInt {
 			continue
