@@ -11,7 +11,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// Defaults and bounds of the [router] scalars (contract §1.3).
+// Defaults of the [router] scalars, the values the anvil-serving router
+// format documents, so existing router files mean the same here.
 const (
 	DefaultExhaustionStatus          = 503
 	DefaultRelayTimeout              = 20 * time.Second

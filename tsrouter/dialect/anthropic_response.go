@@ -195,7 +195,8 @@ func matchedStop(stopReason, matched json.RawMessage) string {
 	return str(matched)
 }
 
-// anthropicStopReason maps an OpenAI finish_reason (contract §3.5). A serve
+// anthropicStopReason maps an OpenAI finish_reason (stop → end_turn,
+// length → max_tokens, tool_calls → tool_use). A serve
 // that stopped on a stop string it names gets stop_sequence. vLLM reports
 // "stop" for forced (required/named) tool calls, so a reply that ends in
 // tool calls is tool_use unless it was cut by the length limit: Anthropic

@@ -19,7 +19,8 @@ var (
 )
 
 // anthropicStreamError is the one terminal frame for a stream that broke
-// after the 200 was committed (contract §3.6).
+// after the 200 was committed: the status cannot change any more, so the
+// failure is told in-band and the stream ends there.
 const anthropicStreamError = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"stream interrupted\"}}\n\n"
 
 type blockKind uint8
@@ -387,7 +388,8 @@ func (t *StreamTranslator) Finish() []byte {
 }
 
 // ErrorEvent returns the terminal error event for a stream that broke after
-// the caller's 200 (contract §3.6). Nothing may follow it.
+// the caller's 200. Nothing may follow it: no message_stop, so no client
+// mistakes a cut answer for a finished one.
 func (t *StreamTranslator) ErrorEvent() []byte {
 	t.ended = true
 	return []byte(anthropicStreamError)

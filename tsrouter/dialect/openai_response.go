@@ -120,7 +120,8 @@ func AnthropicResponseToOpenAI(body []byte, model string) ([]byte, error) {
 	return marshal(&out), nil
 }
 
-// openaiFinishReason maps an Anthropic stop_reason (contract §3.5). As in
+// openaiFinishReason maps an Anthropic stop_reason (end_turn and
+// stop_sequence → stop, max_tokens → length, tool_use → tool_calls). As in
 // the other direction, a reply with tool calls is tool_calls unless cut at
 // the limit: an Anthropic endpoint in front of vLLM can report a forced
 // tool call as end_turn, and OpenAI agent loops key on tool_calls.

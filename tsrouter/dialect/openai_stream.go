@@ -8,7 +8,9 @@ import (
 )
 
 // openaiStreamError is the terminal frame for an OpenAI-dialect stream that
-// broke after the 200 (contract §3.6); no [DONE] follows it.
+// broke after the 200: the status is already sent, so the failure can only
+// be told in-band, and no [DONE] follows it (a client must not take a cut
+// answer for a finished one).
 const openaiStreamError = "data: {\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n"
 
 // OpenAIStream turns an Anthropic Messages event stream into OpenAI

@@ -379,7 +379,7 @@ func (t *ResponsesStream) Finish() []byte {
 }
 
 // ErrorEvent returns the terminal error event for a stream that broke
-// after the caller's 200 (contract §3.6), with its sequence_number.
+// after the caller's 200, with its sequence_number.
 // Nothing may follow it: no response.completed, so no client mistakes a
 // cut answer for a finished one.
 func (t *ResponsesStream) ErrorEvent() []byte {

@@ -7,7 +7,7 @@ import (
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
-// estimator accumulates the router's token estimate (contract §3.7):
+// estimator accumulates the router's token estimate:
 // max(whitespace-separated words, UTF-8 bytes / 4) over all the texts it
 // was given. It is deliberately crude — no tokenizer matches every serve —
 // and only stands in where a serve reports nothing: the input count in
