@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // AudioRoute is a speech-to-text or text-to-speech serve
@@ -20,7 +18,7 @@ import (
 // no connection pool with other serves, never use a proxy and never
 // follow a redirect (the token stays on the configured origin).
 type AudioRoute struct {
-	config.AudioRoute
+	AudioRouteConfig
 
 	baseURL   string // base_url without its trailing "/"
 	authValue string // "Bearer <token>" or "" — never logged
@@ -79,12 +77,8 @@ var errAudioDeadline = errors.New("audio route deadline")
 
 // newAudioRoutes builds the audio serves. As for purpose models, an entry
 // whose auth_env is set but unresolvable is skipped with a warning.
-func (s *Set) newAudioRoutes(cfg *config.Config, lookup func(string) string, log *slog.Logger) {
-	r := cfg.Router
-	s.audioLimits = AudioLimits{
-		MaxInputBytes: r.AudioMaxInputBytes, MaxOutputBytes: r.AudioMaxOutputBytes,
-		MaxTextChars: r.AudioMaxTextChars, MaxConcurrency: r.AudioMaxConcurrency,
-	}
+func (s *Set) newAudioRoutes(r Config, lookup func(string) string, log *slog.Logger) {
+	s.audioLimits = r.Audio
 	for _, ar := range r.AudioRoutes {
 		auth := ""
 		if ar.AuthEnv != "" {
@@ -103,7 +97,7 @@ func (s *Set) newAudioRoutes(cfg *config.Config, lookup func(string) string, log
 			timeout = 20 * time.Second
 		}
 		client := &http.Client{Transport: newTransport(4), CheckRedirect: noRedirects}
-		a := &AudioRoute{AudioRoute: ar, baseURL: strings.TrimRight(ar.BaseURL, "/"), authValue: auth, timeout: timeout, client: client}
+		a := &AudioRoute{AudioRouteConfig: ar, baseURL: strings.TrimRight(ar.BaseURL, "/"), authValue: auth, timeout: timeout, client: client}
 		a.prober = newServiceProber(ar.BaseURL, ar.Model, r.AvailabilityProbeInterval, r.AvailabilityProbeTimeout, client)
 		s.audio = append(s.audio, a)
 	}

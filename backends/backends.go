@@ -1,5 +1,5 @@
-// Package backends is the serve side of the router: it turns the validated
-// tier config into routable tiers, prepares upstream request bodies (model
+// Package backends is the serve side of the router: it turns its Config
+// (built by the caller from the router file) into routable tiers, prepares upstream request bodies (model
 // rewrite, operator overrides, output caps), talks to the loopback serves
 // over a shared connection pool, and relays their responses — streams event
 // by event — while classifying every upstream failure so the front door can
@@ -13,11 +13,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // Set is the routable view of a config: tiers by id and aliases by
@@ -25,7 +24,7 @@ import (
 type Set struct {
 	tiers   []*Tier
 	byAlias map[string]*Tier
-	routes  []config.Route
+	routes  []Route
 	// ExhaustionStatus is the status for "the routed serve cannot take this
 	// request now" (the client's failover signal).
 	ExhaustionStatus int
@@ -39,7 +38,7 @@ type Set struct {
 
 // Tier is one chat serve, ready to receive requests.
 type Tier struct {
-	config.Tier
+	TierConfig
 	// Aliases that route here, in config order.
 	Aliases []string
 
@@ -68,8 +67,8 @@ type member struct {
 
 // Options tunes the upstream transport.
 type Options struct {
-	// LookupEnv reads a tier's auth_env value (the process env in
-	// production). A missing value means no upstream auth header.
+	// LookupEnv reads a serve's auth_env value (default: the process
+	// environment). A missing value means no upstream auth header.
 	LookupEnv func(string) string
 	// MaxIdleConnsPerHost bounds pooled keep-alive connections per serve.
 	MaxIdleConnsPerHost int
@@ -78,41 +77,41 @@ type Options struct {
 }
 
 // New builds the routable set from a validated config.
-func New(cfg *config.Config, opts Options) (*Set, error) {
+func New(cfg Config, opts Options) (*Set, error) {
 	if opts.LookupEnv == nil {
-		opts.LookupEnv = config.LookupTierSecret
+		opts.LookupEnv = os.Getenv
 	}
 	if opts.MaxIdleConnsPerHost == 0 {
 		opts.MaxIdleConnsPerHost = 1024
 	}
 	s := &Set{
-		byAlias:          make(map[string]*Tier, len(cfg.Router.Routes)),
-		routes:           cfg.Router.Routes,
-		ExhaustionStatus: cfg.Router.ExhaustionStatus,
+		byAlias:          make(map[string]*Tier, len(cfg.Routes)),
+		routes:           cfg.Routes,
+		ExhaustionStatus: cfg.ExhaustionStatus,
 		client:           &http.Client{Transport: newH1Transport(opts.MaxIdleConnsPerHost, newTransport(opts.MaxIdleConnsPerHost)), CheckRedirect: noRedirects},
 	}
-	s.probeInterval = cfg.Router.AvailabilityProbeInterval
-	s.probeBackground = cfg.Router.ProbeInBackground
+	s.probeInterval = cfg.AvailabilityProbeInterval
+	s.probeBackground = cfg.ProbeInBackground
 	// Probes get their own client: short-lived, never proxied, never
 	// redirected, so the tier key stays on the tier's own origin.
 	probeClient := &http.Client{Transport: newTransport(4), CheckRedirect: noRedirects}
 	byID := map[string]*Tier{}
-	for _, tc := range cfg.Router.Tiers {
-		t, err := newTier(tc, cfg.Router.RelayTimeout, opts.LookupEnv, s.client)
+	for _, tc := range cfg.Tiers {
+		t, err := newTier(tc, cfg.RelayTimeout, opts.LookupEnv, s.client)
 		if err != nil {
 			return nil, fmt.Errorf("tier %q: %w", tc.ID, err)
 		}
 		maxQueue := tc.MaxQueue
 		if maxQueue == 0 {
-			maxQueue = config.DefaultMaxQueue
+			maxQueue = DefaultMaxQueue
 		}
-		queueTimeout := cfg.Router.QueueTimeout
+		queueTimeout := cfg.QueueTimeout
 		if queueTimeout <= 0 {
-			queueTimeout = config.DefaultQueueTimeout
+			queueTimeout = DefaultQueueTimeout
 		}
 		t.adm = newAdmission(tc.MaxConcurrency, maxQueue, queueTimeout)
 		if tc.HealthPath != "" {
-			t.prober = newProber(t, cfg.Router.AvailabilityProbeInterval, cfg.Router.AvailabilityProbeTimeout, cfg.Router.AvailabilityProbeMaxBytes, probeClient)
+			t.prober = newProber(t, cfg.AvailabilityProbeInterval, cfg.AvailabilityProbeTimeout, cfg.AvailabilityProbeMaxBytes, probeClient)
 		}
 		s.tiers = append(s.tiers, t)
 		byID[t.ID] = t
@@ -122,7 +121,7 @@ func New(cfg *config.Config, opts Options) (*Set, error) {
 	}
 	s.newPurposes(cfg, opts.LookupEnv, opts.Logger)
 	s.newAudioRoutes(cfg, opts.LookupEnv, opts.Logger)
-	for _, r := range cfg.Router.Routes {
+	for _, r := range cfg.Routes {
 		t := byID[r.TierID]
 		if t == nil {
 			return nil, fmt.Errorf("alias %q: unknown tier %q", r.Alias, r.TierID)
@@ -157,8 +156,8 @@ func newTransport(maxIdlePerHost int) *http.Transport {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-func newTier(tc config.Tier, relayTimeout time.Duration, lookup func(string) string, client *http.Client) (*Tier, error) {
-	t := &Tier{Tier: tc, client: client, timeout: relayTimeout}
+func newTier(tc TierConfig, relayTimeout time.Duration, lookup func(string) string, client *http.Client) (*Tier, error) {
+	t := &Tier{TierConfig: tc, client: client, timeout: relayTimeout}
 	if tc.Timeout > 0 {
 		t.timeout = tc.Timeout
 	}
@@ -229,7 +228,7 @@ func (s *Set) Lookup(alias string) (*Tier, bool) {
 }
 
 // Routes returns the aliases in config order.
-func (s *Set) Routes() []config.Route { return s.routes }
+func (s *Set) Routes() []Route { return s.routes }
 
 // Tiers returns the tiers in config order.
 func (s *Set) Tiers() []*Tier { return s.tiers }

@@ -34,7 +34,7 @@ chat = "t"
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ chat = "t"
 	if err != nil {
 		b.Fatal(err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,15 +1,16 @@
 package backends
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	prommodel "github.com/prometheus/common/model"
 )
 
 // Live is what a serve's /metrics says about its load right now. Nil
@@ -79,43 +80,40 @@ func (t *Tier) LiveCapacity(ctx context.Context) Live {
 	return parseLive(body, t.Model)
 }
 
-// parseLive reads Prometheus text exposition lines: `name{labels} value`.
+// parseLive reads the Prometheus text exposition format and sums, per
+// known metric, the samples whose model_name is model (samples without a
+// model_name count for every model). Gauges, counters and untyped samples
+// are read; a body the format's parser refuses is metrics_malformed.
 func parseLive(body []byte, model string) Live {
+	parser := expfmt.NewTextParser(prommodel.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return Live{Status: "unavailable", Reason: "metrics_malformed"}
+	}
 	l := Live{Status: "ok"}
 	found := false
-	sc := bufio.NewScanner(bytes.NewReader(body))
-	sc.Buffer(make([]byte, 64<<10), metricsMaxBytes)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name, labels, value, ok := splitSample(line)
-		if !ok {
-			return Live{Status: "unavailable", Reason: "metrics_malformed"}
-		}
+	for name, fam := range families {
 		field, known := liveMetric[name]
 		if !known {
 			continue
 		}
-		if model != "" {
-			if m, has := labelValue(labels, "model_name"); has && m != model {
+		for _, m := range fam.GetMetric() {
+			if model != "" {
+				if v, has := labelValue(m, "model_name"); has && v != model {
+					continue
+				}
+			}
+			v, ok := sampleValue(m)
+			if !ok {
 				continue
 			}
+			p := field(&l)
+			if *p == nil {
+				*p = new(float64)
+			}
+			**p += v
+			found = true
 		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return Live{Status: "unavailable", Reason: "metrics_malformed"}
-		}
-		p := field(&l)
-		if *p == nil {
-			*p = new(float64)
-		}
-		**p += v
-		found = true
-	}
-	if sc.Err() != nil {
-		return Live{Status: "unavailable", Reason: "metrics_malformed"}
 	}
 	if !found {
 		return Live{Status: "unavailable", Reason: "metrics_missing"}
@@ -123,62 +121,25 @@ func parseLive(body []byte, model string) Live {
 	return l
 }
 
-// splitSample splits a sample line into name, raw label text and value
-// (timestamps after the value are ignored).
-func splitSample(line string) (name, labels, value string, ok bool) {
-	if i := strings.IndexByte(line, '{'); i >= 0 {
-		j := strings.LastIndexByte(line, '}')
-		if j < i {
-			return "", "", "", false
-		}
-		name, labels = line[:i], line[i+1:j]
-		line = strings.TrimSpace(line[j+1:])
-	} else {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			return "", "", "", false
-		}
-		name, line = f[0], strings.Join(f[1:], " ")
+// sampleValue is the value of a gauge, counter or untyped sample.
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Gauge != nil:
+		return m.Gauge.GetValue(), true
+	case m.Counter != nil:
+		return m.Counter.GetValue(), true
+	case m.Untyped != nil:
+		return m.Untyped.GetValue(), true
 	}
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return "", "", "", false
-	}
-	return name, labels, f[0], true
+	return 0, false
 }
 
-// labelValue finds key="value" in a label list (values may contain
-// escaped quotes and commas).
-func labelValue(labels, key string) (string, bool) {
-	for labels != "" {
-		eq := strings.IndexByte(labels, '=')
-		if eq < 0 || eq+1 >= len(labels) || labels[eq+1] != '"' {
-			return "", false
+// labelValue finds a label of the sample.
+func labelValue(m *dto.Metric, name string) (string, bool) {
+	for _, lp := range m.GetLabel() {
+		if lp.GetName() == name {
+			return lp.GetValue(), true
 		}
-		k := strings.TrimSpace(labels[:eq])
-		rest := labels[eq+2:]
-		var val strings.Builder
-		i := 0
-		for ; i < len(rest) && rest[i] != '"'; i++ {
-			if rest[i] == '\\' && i+1 < len(rest) {
-				i++
-				switch rest[i] {
-				case 'n':
-					val.WriteByte('\n')
-				default:
-					val.WriteByte(rest[i])
-				}
-				continue
-			}
-			val.WriteByte(rest[i])
-		}
-		if k == key {
-			return val.String(), true
-		}
-		if i+1 >= len(rest) {
-			return "", false
-		}
-		labels = strings.TrimLeft(rest[i+1:], ", ")
 	}
 	return "", false
 }

@@ -13,7 +13,18 @@ func TestLiveCapacity(t *testing.T) {
 		status                   int
 		wantStatus, wantReason   string
 		running, waiting, kvUsed float64
+		preemptions              float64
 	}{
+		{name: "counters as Python's prometheus_client writes them", status: 200, wantStatus: "ok", running: 1, preemptions: 7, body: `# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0",model_name="m"} 7.0
+# HELP vllm:num_preemptions_created Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_created gauge
+vllm:num_preemptions_created{engine="0",model_name="m"} 1.7e+09
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="m"} 1.0
+`},
 		{name: "vLLM, other models ignored", status: 200, wantStatus: "ok", running: 3, waiting: 1, kvUsed: 0.25, body: `# HELP vllm:num_requests_running x
 # TYPE vllm:num_requests_running gauge
 vllm:num_requests_running{engine="0",model_name="m"} 2.0
@@ -56,8 +67,8 @@ sglang:token_usage{model_name="m"} 0.5
 				}
 				return *p
 			}
-			if get(l.RequestsRunning) != tc.running || get(l.RequestsWaiting) != tc.waiting || get(l.KVCacheUsage) != tc.kvUsed {
-				t.Errorf("running %v waiting %v kv %v", get(l.RequestsRunning), get(l.RequestsWaiting), get(l.KVCacheUsage))
+			if get(l.RequestsRunning) != tc.running || get(l.RequestsWaiting) != tc.waiting || get(l.KVCacheUsage) != tc.kvUsed || get(l.PreemptionsTotal) != tc.preemptions {
+				t.Errorf("running %v waiting %v kv %v preemptions %v", get(l.RequestsRunning), get(l.RequestsWaiting), get(l.KVCacheUsage), get(l.PreemptionsTotal))
 			}
 		})
 	}

@@ -33,10 +33,8 @@ type h1Transport struct {
 
 	mu   sync.Mutex
 	idle map[string][]*h1Conn // by host:port, most recently used last
-	// sweep closes connections idle past idleTimeout; it runs only while
-	// the pool holds any. Reuse takes the newest connection, so without
-	// it the oldest of a burst would sit in CLOSE_WAIT (the serve closed
-	// its end) holding a descriptor until the next burst reached them.
+	// sweep closes connections idle past idleTimeout or closed by the
+	// serve; it runs only while the pool holds any (see closeStale).
 	sweep *time.Timer
 }
 
@@ -55,6 +53,10 @@ const (
 	h1ReadBuffer  = 8 << 10
 	h1WriteBuffer = 4 << 10
 )
+
+// h1PeerCheckInterval is how often pooled connections are checked for a
+// serve that closed them (one non-blocking recv each).
+const h1PeerCheckInterval = time.Second
 
 func newH1Transport(maxIdlePerHost int, fallback http.RoundTripper) *h1Transport {
 	return &h1Transport{
@@ -189,7 +191,7 @@ func (t *h1Transport) put(c *h1Conn) {
 	if list := t.idle[c.addr]; len(list) < t.maxIdle {
 		t.idle[c.addr] = append(list, c)
 		if t.sweep == nil {
-			t.sweep = time.AfterFunc(t.idleTimeout, t.closeStale)
+			t.sweep = time.AfterFunc(min(t.idleTimeout, h1PeerCheckInterval), t.closeStale)
 		}
 		t.mu.Unlock()
 		return
@@ -198,32 +200,39 @@ func (t *h1Transport) put(c *h1Conn) {
 	c.nc.Close()
 }
 
-// closeStale closes the pooled connections idle for idleTimeout or more
-// and runs again when the next one will be, while any remain.
+// closeStale closes the pooled connections idle for idleTimeout or more,
+// and those whose serve has closed its end: a serve that drops idle
+// keep-alive connections (uvicorn does after 5 s) would otherwise leave
+// ours in CLOSE_WAIT, holding a descriptor until the next burst reached
+// them. It runs again while any connection remains, at most
+// h1PeerCheckInterval later.
 func (t *h1Transport) closeStale() {
 	now := time.Now()
 	var stale []*h1Conn
 	next := time.Duration(-1)
 	t.mu.Lock()
 	for addr, list := range t.idle {
-		// Oldest first: list is in the order connections came back.
-		n := 0
-		for n < len(list) && now.Sub(list[n].idleSince) >= t.idleTimeout {
-			n++
+		kept := list[:0]
+		for _, c := range list {
+			if now.Sub(c.idleSince) >= t.idleTimeout || !peerStillOpen(c.nc) {
+				stale = append(stale, c)
+				continue
+			}
+			kept = append(kept, c)
 		}
-		stale = append(stale, list[:n]...)
-		list = append(list[:0], list[n:]...)
-		if len(list) == 0 {
+		clear(list[len(kept):])
+		if len(kept) == 0 {
 			delete(t.idle, addr)
 			continue
 		}
-		t.idle[addr] = list
-		if wait := t.idleTimeout - now.Sub(list[0].idleSince); next < 0 || wait < next {
+		t.idle[addr] = kept
+		// kept is oldest first: the order connections came back.
+		if wait := t.idleTimeout - now.Sub(kept[0].idleSince); next < 0 || wait < next {
 			next = wait
 		}
 	}
 	if next >= 0 {
-		t.sweep.Reset(next)
+		t.sweep.Reset(min(next, h1PeerCheckInterval))
 	} else {
 		t.sweep = nil
 	}

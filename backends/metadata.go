@@ -11,8 +11,9 @@ import (
 )
 
 // The allow-lists below decide what of a tier's free-form params may be
-// shown to callers (contract §1.4.1): anything else is dropped, and an
-// invalid value becomes null rather than an error.
+// shown to callers: operators put internal notes in params, so only these
+// keys and shapes are published; anything else is dropped, and an invalid
+// value becomes null rather than an error.
 var (
 	tokenPattern       = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 	gpuRolePattern     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)

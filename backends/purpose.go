@@ -4,14 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // Purpose is an embedding or rerank serve ([[router.purpose_models]]):
 // requests are relayed verbatim to its /embeddings or /rerank.
 type Purpose struct {
-	config.PurposeModel
+	PurposeConfig
 	ep endpoint
 	// prober feeds /v1/health/tiers (requests are not gated on it).
 	prober *prober
@@ -23,8 +21,8 @@ var purposeKinds = map[string]string{"embedding": "/embeddings", "rerank": "/rer
 // newPurposes builds the purpose serves. An entry whose auth_env is set
 // but not resolvable is skipped with a warning (the others still serve),
 // as before.
-func (s *Set) newPurposes(cfg *config.Config, lookup func(string) string, log *slog.Logger) {
-	for _, pm := range cfg.Router.PurposeModels {
+func (s *Set) newPurposes(cfg Config, lookup func(string) string, log *slog.Logger) {
+	for _, pm := range cfg.PurposeModels {
 		auth := ""
 		if pm.AuthEnv != "" {
 			v := strings.TrimSpace(lookup(pm.AuthEnv))
@@ -36,14 +34,14 @@ func (s *Set) newPurposes(cfg *config.Config, lookup func(string) string, log *s
 		}
 		timeout := pm.Timeout
 		if timeout <= 0 {
-			timeout = cfg.Router.RelayTimeout
+			timeout = cfg.RelayTimeout
 		}
-		s.purposes = append(s.purposes, &Purpose{PurposeModel: pm, ep: endpoint{
+		s.purposes = append(s.purposes, &Purpose{PurposeConfig: pm, ep: endpoint{
 			url:       strings.TrimRight(pm.BaseURL, "/") + purposeKinds[pm.Kind],
 			authValue: auth,
 			timeout:   timeout,
 			client:    s.client,
-		}, prober: newServiceProber(pm.BaseURL, pm.Model, cfg.Router.AvailabilityProbeInterval, cfg.Router.AvailabilityProbeTimeout, s.client)})
+		}, prober: newServiceProber(pm.BaseURL, pm.Model, cfg.AvailabilityProbeInterval, cfg.AvailabilityProbeTimeout, s.client)})
 	}
 }
 

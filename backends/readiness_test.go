@@ -61,7 +61,7 @@ auth_env = "E_KEY"
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "key" }})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(string) string { return "key" }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,8 @@ type endpoint struct {
 }
 
 // anthropicVersion is the Messages API version the router speaks to
-// Anthropic-dialect serves (contract §3.1).
+// Anthropic-dialect serves: the anthropic-version header every request to
+// them carries.
 var anthropicVersion = []string{"2023-06-01"}
 
 // endpoint is the tier's chat endpoint.

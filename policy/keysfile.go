@@ -178,16 +178,40 @@ func ParseKeysFile(data []byte, lookup func(string) (string, bool)) ([]APIKey, e
 	if len(f.Keys) > MaxKeys {
 		return nil, fmt.Errorf("api keys file: %d keys; at most %d are allowed", len(f.Keys), MaxKeys)
 	}
-	keys := make([]APIKey, 0, len(f.Keys))
+	return KeysFromRecords(f.Keys, SourceFile, "api keys file: keys", lookup)
+}
+
+// KeyConfig is the [api_keys] section of the router file, decoded by the
+// config reader: the mode, the key file, the runtime store and the inline
+// [[api_keys.api_keys]] records (values may still hold ${ENV}; they are
+// resolved and hashed by KeysFromRecords on every load).
+type KeyConfig struct {
+	// Mode is "permissive" (keys optional) or "blocking" (see ParseKeyMode).
+	Mode string
+	// File is the optional api_keys_file (TOML, [[keys]] tables).
+	File string
+	// StorePath keeps keys created at run time (digests only); empty means
+	// the default next to the tailnet state.
+	StorePath string
+	// Inline are the [[api_keys.api_keys]] records, in file order.
+	Inline []KeyRecord
+}
+
+// KeysFromRecords turns records into keys from source with the key-file
+// rules. All record problems are reported, joined, each named
+// "<list>[i] (id ...)"; messages carry ids and variable names, never a
+// key value.
+func KeysFromRecords(records []KeyRecord, source, list string, lookup func(string) (string, bool)) ([]APIKey, error) {
+	keys := make([]APIKey, 0, len(records))
 	var errs []error
-	for i, r := range f.Keys {
-		k, err := r.APIKey(SourceFile, lookup)
+	for i, r := range records {
+		k, err := r.APIKey(source, lookup)
 		if err != nil {
-			name := fmt.Sprintf("keys[%d]", i)
+			name := fmt.Sprintf("%s[%d]", list, i)
 			if r.ID != "" {
 				name += fmt.Sprintf(" (id %q)", r.ID)
 			}
-			errs = append(errs, fmt.Errorf("api keys file: %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
 		keys = append(keys, k)

@@ -9,7 +9,7 @@ import (
 )
 
 // DefaultDecisionLogMaxBytes is the size at which the decision JSONL file is
-// rotated (contract §6.4): big enough for days of records, small enough that
+// rotated: big enough for days of records, small enough that
 // the file plus its one old generation never fill a small state volume.
 const DefaultDecisionLogMaxBytes = 64 << 20
 

@@ -18,7 +18,6 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
@@ -51,10 +50,10 @@ func newAudioGateway(set *backends.Set, maxBody int64, tokenOn bool, log *slog.L
 		g.routes = nil
 	}
 	l := &g.limits
-	l.MaxInputBytes = cmp0(l.MaxInputBytes, config.DefaultAudioMaxInputBytes)
-	l.MaxOutputBytes = cmp0(l.MaxOutputBytes, config.DefaultAudioMaxOutputBytes)
-	l.MaxTextChars = cmp0(l.MaxTextChars, config.DefaultAudioMaxTextChars)
-	l.MaxConcurrency = cmp0(l.MaxConcurrency, config.DefaultAudioMaxConcurrency)
+	l.MaxInputBytes = cmp0(l.MaxInputBytes, backends.DefaultAudioMaxInputBytes)
+	l.MaxOutputBytes = cmp0(l.MaxOutputBytes, backends.DefaultAudioMaxOutputBytes)
+	l.MaxTextChars = cmp0(l.MaxTextChars, backends.DefaultAudioMaxTextChars)
+	l.MaxConcurrency = cmp0(l.MaxConcurrency, backends.DefaultAudioMaxConcurrency)
 	g.slots = make(chan struct{}, l.MaxConcurrency)
 	encoded := int64(l.MaxInputBytes+2) / 3 * 4
 	g.bodyCap = min(maxBody, max(encoded, int64(l.MaxTextChars)*12)+4096)

@@ -45,7 +45,7 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(k string) string { return o.env[k] }})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(k string) string { return o.env[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		if store == "" {
 			store = filepath.Join(t.TempDir(), "api-keys.json")
 		}
-		ring, err = tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg), func(k string) (string, bool) { v, ok := o.env[k]; return v, ok }, log)
+		ring, err = tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg.Backends()), func(k string) (string, bool) { v, ok := o.env[k]; return v, ok }, log)
 		if err != nil {
 			t.Fatalf("keys: %v", err)
 		}

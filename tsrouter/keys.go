@@ -10,10 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/state"
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
-	"github.com/pelletier/go-toml/v2"
 )
 
 // KeyRing holds the API keys in force and reloads them. Requests read the
@@ -21,7 +20,7 @@ import (
 // and swap it in, or keep the old one and say why.
 type KeyRing struct {
 	mode      atomic.Value // policy.KeyMode, read on every request
-	cfg       config.APIKeys
+	cfg       policy.KeyConfig
 	storePath string
 	tierIDs   []string
 	lookup    func(string) (string, bool)
@@ -36,7 +35,7 @@ type KeyRing struct {
 // NewKeyRing loads the keys of cfg: inline tables, api_keys_file and the
 // runtime store at storePath. Any problem at start-up is an error: the
 // router must not start with keys silently missing.
-func NewKeyRing(cfg config.APIKeys, storePath string, tierIDs []string, lookup func(string) (string, bool), log *slog.Logger) (*KeyRing, error) {
+func NewKeyRing(cfg policy.KeyConfig, storePath string, tierIDs []string, lookup func(string) (string, bool), log *slog.Logger) (*KeyRing, error) {
 	mode, err := policy.ParseKeyMode(cfg.Mode)
 	if err != nil {
 		return nil, err
@@ -55,7 +54,7 @@ func (k *KeyRing) Mode() policy.KeyMode { return k.mode.Load().(policy.KeyMode) 
 // UpdateConfig applies a re-read [api_keys] section (mode, inline keys,
 // key file) without a restart. If the new keys do not load, the previous
 // section and keys stay in force.
-func (k *KeyRing) UpdateConfig(cfg config.APIKeys) error {
+func (k *KeyRing) UpdateConfig(cfg policy.KeyConfig) error {
 	mode, err := policy.ParseKeyMode(cfg.Mode)
 	if err != nil {
 		return err
@@ -84,7 +83,7 @@ func (k *KeyRing) Reload() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var keys []policy.APIKey
-	inline, err := inlineKeys(k.cfg.Inline, k.lookup)
+	inline, err := policy.KeysFromRecords(k.cfg.Inline, policy.SourceConfig, "api_keys.api_keys", k.lookup)
 	if err != nil {
 		return fmt.Errorf("[api_keys] inline keys: %w", err)
 	}
@@ -120,15 +119,15 @@ func (k *KeyRing) Reload() error {
 
 // BackendIDs lists every id an API key's allowed_backends may name: chat
 // tiers, purpose models and audio routes, which share one namespace.
-func BackendIDs(cfg *config.Config) []string {
+func BackendIDs(cfg backends.Config) []string {
 	var ids []string
-	for _, t := range cfg.Router.Tiers {
+	for _, t := range cfg.Tiers {
 		ids = append(ids, t.ID)
 	}
-	for _, pm := range cfg.Router.PurposeModels {
+	for _, pm := range cfg.PurposeModels {
 		ids = append(ids, pm.ID)
 	}
-	for _, ar := range cfg.Router.AudioRoutes {
+	for _, ar := range cfg.AudioRoutes {
 		ids = append(ids, ar.ID)
 	}
 	return ids
@@ -172,22 +171,6 @@ func modTime(path string) time.Time {
 		return time.Time{}
 	}
 	return st.ModTime()
-}
-
-// inlineKeys decodes [[api_keys.api_keys]] with the key-file rules.
-func inlineKeys(tables []map[string]any, lookup func(string) (string, bool)) ([]policy.APIKey, error) {
-	if len(tables) == 0 {
-		return nil, nil
-	}
-	doc, err := toml.Marshal(map[string]any{"keys": tables})
-	if err != nil {
-		return nil, errors.New("cannot read the inline key tables")
-	}
-	keys, err := policy.ParseKeysFile(doc, lookup)
-	for i := range keys {
-		keys[i].Source = policy.SourceConfig
-	}
-	return keys, err
 }
 
 // Errors of key administration, mapped to statuses by the admin API.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
@@ -232,7 +233,7 @@ func newKeyRingForTest(t *testing.T, toml string) keyedRouter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +441,7 @@ scopes = ["read", "write"]
 		t.Errorf("new inline key: %d", s)
 	}
 	bad := next.APIKeys
-	bad.Inline = append(bad.Inline, map[string]any{"key": "short", "id": "x"})
+	bad.Inline = append(bad.Inline, policy.KeyRecord{Key: "short", ID: "x"})
 	bad.Mode = "permissive"
 	if err := kr.ring.UpdateConfig(bad); err == nil {
 		t.Error("a bad key section was accepted")

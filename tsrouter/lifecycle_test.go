@@ -315,7 +315,7 @@ func TestQuiesceIntentSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	newSet := func() (*backends.Set, error) {
-		set, err := backends.New(cfg, backends.Options{LookupEnv: func(string) string { return "" }})
+		set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +392,7 @@ func TestOutageTurnsInto503Fast(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			set, _ := backends.New(cfgParsed, backends.Options{LookupEnv: func(string) string { return "" }})
+			set, _ := backends.New(cfgParsed.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			set.Start(ctx)
@@ -429,7 +429,7 @@ func TestRefusedConnectionMarksTierDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, _ := backends.New(cfgParsed, backends.Options{LookupEnv: func(string) string { return "" }})
+	set, _ := backends.New(cfgParsed.Backends(), backends.Options{LookupEnv: func(string) string { return "" }})
 	defer set.CloseIdle()
 	tier, _ := set.Tier("local-a")
 	if r := tier.Readiness(); !r.Available {

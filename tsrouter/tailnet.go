@@ -8,21 +8,35 @@ import (
 	"time"
 
 	"github.com/anvil-serving/anvil-router/policy"
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // TailnetServing is everything the tailnet service needs besides the node.
 type TailnetServing struct {
 	// Handler is the router's handler.
 	Handler *Handler
-	// Tailnet is the [tailnet] config (capability, rules, HTTPS).
-	Tailnet config.Tailnet
+	// Tailnet says who may call and how :80 and :443 are served.
+	Tailnet TailnetOptions
 	// LocalListen / LocalAPI are [server].local_listen / local_api.
 	LocalListen string
 	LocalAPI    bool
 	// Drain bounds the graceful shutdown.
 	Drain  time.Duration
 	Logger *slog.Logger
+}
+
+// TailnetOptions are the tailnet settings of the service (the router file's
+// [tailnet] table, minus what the node itself needs).
+type TailnetOptions struct {
+	// Capability names the app capability whose JSON grant values say
+	// what a peer may use.
+	Capability string
+	// Rules admit peers by grant, tag or user before anything else.
+	Rules policy.TailnetRules
+	// HTTPS serves :443 with the tailnet's certificate when it offers one.
+	HTTPS bool
+	// RedirectHTTP makes :80 redirect to https:// once HTTPS is served
+	// (/healthz is always answered on :80).
+	RedirectHTTP bool
 }
 
 // TailnetService is the router's listeners on its node (and loopback),
@@ -47,11 +61,7 @@ func ListenTailnet(node *Node, s TailnetServing) (*TailnetService, error) {
 	api := s.Handler.Tailnet(TailnetAccess{
 		WhoIs:      node.WhoIs,
 		Capability: s.Tailnet.Capability,
-		Rules: policy.TailnetRules{
-			RequireGrant: s.Tailnet.RequireGrant,
-			AllowTags:    s.Tailnet.AllowTags,
-			AllowUsers:   s.Tailnet.AllowUsers,
-		},
+		Rules:      s.Tailnet.Rules,
 	})
 	if s.Tailnet.HTTPS {
 		if d := node.CertDomains(); len(d) > 0 {

@@ -182,7 +182,7 @@ func (tn *testTailnet) routerHandler(t testing.TB, toml, token string) routerUnd
 	}
 	waitForHomeDERP(t, t.Context(), node.TSNet())
 	svc, err := tsrouter.ListenTailnet(node, tsrouter.TailnetServing{
-		Handler: h, Tailnet: cfg.Tailnet, LocalListen: cfg.Server.LocalListen, LocalAPI: cfg.Server.LocalAPI,
+		Handler: h, Tailnet: cfg.Tailnet.Serving(), LocalListen: cfg.Server.LocalListen, LocalAPI: cfg.Server.LocalAPI,
 		Drain: time.Second, Logger: log,
 	})
 	if err != nil {

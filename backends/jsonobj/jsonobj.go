@@ -1,7 +1,9 @@
 // Package jsonobj reads and edits the top level of a JSON object in place,
 // without decoding or re-encoding the rest of it. The relay uses it to change
 // the few fields it must (model, token limits, operator overrides) while every
-// other byte the caller or the serve sent passes through unchanged.
+// other byte the caller or the serve sent passes through unchanged. Iter
+// reads nested objects and arrays the same way (the dialect translators use
+// it on every streamed chunk).
 //
 // Callers validate the document first (Valid, which agrees with
 // encoding/json.Valid and is faster); the scanner then only

@@ -62,7 +62,7 @@ func buildRouter(ctx context.Context, cfgPath string, maxConc int) (*tsrouter.Ha
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	set, err := backends.New(cfg, backends.Options{})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: config.LookupTierSecret})
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -139,7 +139,7 @@ func childTailnet(ctx context.Context, args []string) error {
 	if err := waitHomeDERP(ctx, node.TSNet()); err != nil {
 		return err
 	}
-	svc, err := tsrouter.ListenTailnet(node, tsrouter.TailnetServing{Handler: h, Tailnet: cfg.Tailnet, Drain: time.Second, Logger: log})
+	svc, err := tsrouter.ListenTailnet(node, tsrouter.TailnetServing{Handler: h, Tailnet: cfg.Tailnet.Serving(), Drain: time.Second, Logger: log})
 	if err != nil {
 		return err
 	}

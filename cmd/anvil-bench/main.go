@@ -1,7 +1,7 @@
 // Command anvil-bench measures what the router adds on top of the model
 // serve, side by side with nginx and Caddy as plain streaming-safe reverse
-// proxies, following the method of field-notes.md ("How the best
-// benchmarks are run"):
+// proxies, on one machine, with every sample paired against the direct
+// path so that the machine's noise cancels out:
 //
 //   - added latency at concurrency 1: paired, interleaved samples (direct
 //     vs each path, in a shuffled order every round), percentiles of the

@@ -28,7 +28,8 @@ import (
 	"tailscale.com/types/logger"
 )
 
-// tailnetKnobs keep every node on loopback (tailnet-testing.md): no log
+// tailnetKnobs keep every node on loopback (a benchmark must never reach
+// Tailscale's servers or the internet): no log
 // upload, no gateway probes, no host addresses advertised, never the real
 // control plane, and no public ACME server.
 var tailnetKnobs = [][2]string{

@@ -8,8 +8,8 @@ package main
 //
 //	ANVIL_E2E=1 go test -run TestE2EHeadscale -v -timeout 30m ./cmd/anvil-router
 //
-// Every process here sends traffic to 127.0.0.1 only
-// (shared/reference/tailnet-testing.md): headscale has no DERP map URLs,
+// Every process here sends traffic to 127.0.0.1 only (a test must never
+// reach a public control plane, DERP or ACME server): headscale has no DERP map URLs,
 // no update check, no DNS nameservers, and its embedded DERP and STUN
 // listen on 127.0.0.1; clients and the router run with loopbackOnlyEnv.
 

@@ -151,7 +151,7 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 	} else {
 		log.Warn("router token auth is off ([server].auth_env not set)")
 	}
-	set, err := backends.New(cfg, backends.Options{})
+	set, err := backends.New(cfg.Backends(), backends.Options{LookupEnv: config.LookupTierSecret})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -244,7 +244,7 @@ func keyRing(cfg *config.Config, log *slog.Logger) (*tsrouter.KeyRing, error) {
 		}
 		store = filepath.Join(dir, "anvil-api-keys.json")
 	}
-	return tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg), os.LookupEnv, log)
+	return tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg.Backends()), os.LookupEnv, log)
 }
 
 // tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then

@@ -87,7 +87,7 @@ func serveTailnet(ctx context.Context, cfg *config.Config, h *tsrouter.Handler, 
 	defer node.Close()
 	svc, err := tsrouter.ListenTailnet(node, tsrouter.TailnetServing{
 		Handler:     h,
-		Tailnet:     cfg.Tailnet,
+		Tailnet:     cfg.Tailnet.Serving(),
 		LocalListen: cfg.Server.LocalListen,
 		LocalAPI:    cfg.Server.LocalAPI,
 		Drain:       lim.drain,

@@ -29,7 +29,7 @@ import (
 
 // loopbackOnlyEnv keeps a real router binary's tailnet traffic on this
 // machine: no log upload, no gateway probes, no host addresses advertised,
-// never the public control plane or ACME (tailnet-testing.md).
+// never the public control plane or ACME: tests touch nothing off this host.
 var loopbackOnlyEnv = []string{
 	"TS_DISABLE_PORTMAPPER=1",
 	"TS_DEBUG_OMIT_LOCAL_ADDRS=1",

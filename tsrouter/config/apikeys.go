@@ -1,21 +1,12 @@
 package config
 
-// APIKeys is the [api_keys] table (continuum's "API Keys" section in this
-// router's terms). Key values are resolved and hashed at start-up and on
-// reload, never kept in the Config.
-type APIKeys struct {
-	// Mode is "permissive" (default: keys optional, a valid key attaches
-	// its policy) or "blocking" (inference and model listing need a key).
-	Mode string
-	// File is the optional api_keys_file (TOML, [[keys]] tables).
-	File string
-	// StorePath keeps keys created at run time (digests only); empty means
-	// the default next to the tailnet state.
-	StorePath string
-	// Inline are the [[api_keys.api_keys]] tables as written (values may
-	// use ${ENV}); they are decoded with the key-file rules.
-	Inline []map[string]any
-}
+import "github.com/anvil-serving/anvil-router/policy"
+
+// APIKeys is the [api_keys] table, decoded straight into the policy
+// package's types. Key values are resolved and hashed by the key ring at
+// start-up and on reload; the Config keeps them as written (${ENV} or,
+// discouraged, plaintext) and never prints them.
+type APIKeys = policy.KeyConfig
 
 // Admin is the [admin] table.
 type Admin struct {
@@ -27,7 +18,11 @@ type Admin struct {
 
 var (
 	apiKeysTableKeys = []string{"mode", "api_keys", "api_keys_file", "store_path"}
-	adminTableKeys   = []string{"auth_env"}
+	keyRecordKeys    = []string{
+		"key", "id", "user_id", "organization_id", "name", "description",
+		"scopes", "rate_limit", "enabled", "expires_at", "allowed_backends",
+	}
+	adminTableKeys = []string{"auth_env"}
 )
 
 func parseAPIKeys(t table) APIKeys {
@@ -44,10 +39,58 @@ func parseAPIKeys(t table) APIKeys {
 	k.StorePath = t.nonEmptyPath("store_path")
 	if tables, ok := t.tables("api_keys"); ok {
 		for _, e := range tables {
-			k.Inline = append(k.Inline, e.m)
+			k.Inline = append(k.Inline, parseKeyRecord(e))
 		}
 	}
 	return k
+}
+
+// parseKeyRecord reads one [[api_keys.api_keys]] table with the fields of
+// an api_keys_file [[keys]] table. Types are checked here; the values
+// (key length, scopes, expiry, backends) when the key ring loads them.
+func parseKeyRecord(t table) policy.KeyRecord {
+	t.unknown(keyRecordKeys, "[[api_keys.api_keys]]")
+	var r policy.KeyRecord
+	r.Key, _ = t.str("key")
+	r.ID, _ = t.str("id")
+	r.UserID, _ = t.str("user_id")
+	r.OrganizationID, _ = t.str("organization_id")
+	r.Name, _ = t.str("name")
+	r.Description, _ = t.str("description")
+	r.Scopes = t.stringArray("scopes")
+	r.AllowedBackends = t.stringArray("allowed_backends")
+	if n, ok := t.integer("rate_limit"); ok {
+		r.RateLimit = int(n)
+	}
+	if b, ok := t.boolean("enabled"); ok {
+		r.Enabled = &b
+	}
+	// A date-time or an RFC 3339 string; policy names a wrong type.
+	r.ExpiresAt = t.m["expires_at"]
+	return r
+}
+
+// stringArray reads an optional array of strings as written (no trimming).
+func (t table) stringArray(key string) []string {
+	v, present := t.m[key]
+	if !present {
+		return nil
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		t.c.report(t.path.key(key), "must be an array of strings, got %s", typeName(v))
+		return nil
+	}
+	out := make([]string, 0, len(arr))
+	for i, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			t.c.report(t.path.key(key).at(i), "must be a string, got %s", typeName(e))
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func parseAdmin(t table) Admin {

@@ -7,22 +7,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/pelletier/go-toml/v2"
 )
 
-// Defaults and bounds of the [router] scalars (contract §1.3).
+// Defaults of the [router] scalars, the values the anvil-serving router
+// format documents, so existing router files mean the same here.
 const (
 	DefaultExhaustionStatus          = 503
 	DefaultRelayTimeout              = 20 * time.Second
 	DefaultAvailabilityProbeInterval = 5 * time.Second
 	DefaultAvailabilityProbeTimeout  = 1 * time.Second
 	DefaultAvailabilityProbeMaxBytes = 65536
-	DefaultAudioMaxInputBytes        = 4 << 20
-	DefaultAudioMaxOutputBytes       = 4 << 20
-	DefaultAudioMaxTextChars         = 16384
-	DefaultAudioMaxConcurrency       = 4
-	DefaultQueueTimeout              = 30 * time.Second
-	DefaultMaxQueue                  = 256
+	DefaultAudioMaxInputBytes        = backends.DefaultAudioMaxInputBytes
+	DefaultAudioMaxOutputBytes       = backends.DefaultAudioMaxOutputBytes
+	DefaultAudioMaxTextChars         = backends.DefaultAudioMaxTextChars
+	DefaultAudioMaxConcurrency       = backends.DefaultAudioMaxConcurrency
+	DefaultQueueTimeout              = backends.DefaultQueueTimeout
+	DefaultMaxQueue                  = backends.DefaultMaxQueue
 )
 
 var (

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter"
 )
 
 // DefaultHostname is the router's tailnet node name: clients use
@@ -192,4 +195,18 @@ func CheckLoopbackAddr(addr string) string {
 		return "must be a loopback address (127.0.0.1 or [::1]): other machines reach the router over the tailnet only"
 	}
 	return ""
+}
+
+// Serving is the part of [tailnet] the router's tailnet service needs.
+func (tn Tailnet) Serving() tsrouter.TailnetOptions {
+	return tsrouter.TailnetOptions{
+		Capability: tn.Capability,
+		Rules: policy.TailnetRules{
+			RequireGrant: tn.RequireGrant,
+			AllowTags:    tn.AllowTags,
+			AllowUsers:   tn.AllowUsers,
+		},
+		HTTPS:        tn.HTTPS,
+		RedirectHTTP: tn.RedirectHTTP,
+	}
 }

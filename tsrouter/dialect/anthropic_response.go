@@ -153,8 +153,8 @@ func messageText(raw json.RawMessage) string {
 		return str(raw)
 	}
 	var text string
-	it := elements(raw)
-	for el, ok := it.element(); ok; el, ok = it.element() {
+	it := jsonobj.ElementIter(raw)
+	for el, ok := it.Element(); ok; el, ok = it.Element() {
 		var p struct {
 			Type string `json:"type"`
 			Text string `json:"text"`
@@ -179,7 +179,7 @@ func toolInput(raw json.RawMessage) json.RawMessage {
 	if args == "" {
 		return json.RawMessage("{}")
 	}
-	if b := []byte(args); jsonobj.Valid(b) && isObject(b[skipSpace(b, 0):]) {
+	if b := []byte(args); jsonobj.Valid(b) && isObject(b[jsonobj.SkipSpace(b, 0):]) {
 		return compactJSON(b)
 	}
 	return append(appendString([]byte(`{"_unparsed_arguments":`), args), '}')
@@ -195,7 +195,8 @@ func matchedStop(stopReason, matched json.RawMessage) string {
 	return str(matched)
 }
 
-// anthropicStopReason maps an OpenAI finish_reason (contract §3.5). A serve
+// anthropicStopReason maps an OpenAI finish_reason (stop → end_turn,
+// length → max_tokens, tool_calls → tool_use). A serve
 // that stopped on a stop string it names gets stop_sequence. vLLM reports
 // "stop" for forced (required/named) tool calls, so a reply that ends in
 // tool calls is tool_use unless it was cut by the length limit: Anthropic
@@ -231,16 +232,16 @@ func parseUsage(raw []byte) (u usageCounts, ok bool) {
 	if !isObject(raw) {
 		return u, false
 	}
-	it := members(raw)
-	for k, v, more := it.member(); more; k, v, more = it.member() {
+	it := jsonobj.MemberIter(raw)
+	for k, v, more := it.Member(); more; k, v, more = it.Member() {
 		switch string(k) {
 		case "prompt_tokens":
 			u.prompt, _ = atoi(v)
 		case "completion_tokens":
 			u.completion, _ = atoi(v)
 		case "prompt_tokens_details":
-			d := members(v)
-			for k, v, more := d.member(); more; k, v, more = d.member() {
+			d := jsonobj.MemberIter(v)
+			for k, v, more := d.Member(); more; k, v, more = d.Member() {
 				if string(k) == "cached_tokens" {
 					u.cached, u.hasCached = atoi(v)
 				}

@@ -19,7 +19,8 @@ var (
 )
 
 // anthropicStreamError is the one terminal frame for a stream that broke
-// after the 200 was committed (contract §3.6).
+// after the 200 was committed: the status cannot change any more, so the
+// failure is told in-band and the stream ends there.
 const anthropicStreamError = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"stream interrupted\"}}\n\n"
 
 type blockKind uint8
@@ -141,7 +142,7 @@ func (t *StreamTranslator) Chunk(data []byte) ([]byte, error) {
 // [DONE]; err is ErrMalformedEvent for anything but a JSON object, or
 // ErrInBandError when the serve reports an error in the stream.
 func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
-	data = data[skipSpace(data, 0):]
+	data = data[jsonobj.SkipSpace(data, 0):]
 	if string(data) == "[DONE]" || len(data) == 0 {
 		return nil, nil, true, nil
 	}
@@ -149,8 +150,8 @@ func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
 		return nil, nil, false, ErrMalformedEvent
 	}
 	var choices []byte
-	it := members(data)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(data)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "choices":
 			choices = v
@@ -173,10 +174,10 @@ func splitChunk(data []byte) (choice, usage []byte, skip bool, err error) {
 // asks for n > 1.
 func firstChoice(choices []byte) []byte {
 	var first []byte
-	it := elements(choices)
-	for el, ok := it.element(); ok; el, ok = it.element() {
-		m := members(el)
-		for k, v, ok := m.member(); ok; k, v, ok = m.member() {
+	it := jsonobj.ElementIter(choices)
+	for el, ok := it.Element(); ok; el, ok = it.Element() {
+		m := jsonobj.MemberIter(el)
+		for k, v, ok := m.Member(); ok; k, v, ok = m.Member() {
 			if string(k) == "index" {
 				if string(v) == "0" {
 					return el
@@ -193,8 +194,8 @@ func firstChoice(choices []byte) []byte {
 
 func (t *StreamTranslator) choice(c []byte) error {
 	var delta, finish []byte
-	it := members(c)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(c)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "delta":
 			delta = v
@@ -207,8 +208,8 @@ func (t *StreamTranslator) choice(c []byte) error {
 		}
 	}
 	var content, reasoning, reasoningContent, calls []byte
-	d := members(delta)
-	for k, v, ok := d.member(); ok; k, v, ok = d.member() {
+	d := jsonobj.MemberIter(delta)
+	for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
 		switch string(k) {
 		case "content":
 			content = v
@@ -387,7 +388,8 @@ func (t *StreamTranslator) Finish() []byte {
 }
 
 // ErrorEvent returns the terminal error event for a stream that broke after
-// the caller's 200 (contract §3.6). Nothing may follow it.
+// the caller's 200. Nothing may follow it: no message_stop, so no client
+// mistakes a cut answer for a finished one.
 func (t *StreamTranslator) ErrorEvent() []byte {
 	t.ended = true
 	return []byte(anthropicStreamError)

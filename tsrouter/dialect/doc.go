@@ -23,7 +23,8 @@
 //
 // # Responses caller, OpenAI serve
 //
-// ResponsesToOpenAI is strict (contract §2.4): a top-level member outside
+// ResponsesToOpenAI is strict (only the stateless subset of the Responses
+// API is served): a top-level member outside
 // the allow-list, or a feature the router cannot honour, is an
 // *UnsupportedError naming every such field (400 unsupported_feature); a
 // malformed value is a *RequestError. OpenAIResponseToResponses
@@ -52,7 +53,7 @@
 // signature_delta: there is nothing to sign, and the SDK types require the
 // field. Incoming signatures are ignored.
 //
-// Stop reasons (contract §3.5). A finish_reason "stop" whose stop string the
+// Stop reasons. A finish_reason "stop" whose stop string the
 // serve names (vLLM's choice stop_reason, SGLang's matched_stop, when a
 // string) becomes stop_reason "stop_sequence" with that stop_sequence; a
 // numeric one (a stop token) is end_turn. A reply that ends in tool calls

@@ -3,6 +3,8 @@ package dialect
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // anthropicReplyIn is the part of a Messages response the translation
@@ -118,7 +120,8 @@ func AnthropicResponseToOpenAI(body []byte, model string) ([]byte, error) {
 	return marshal(&out), nil
 }
 
-// openaiFinishReason maps an Anthropic stop_reason (contract §3.5). As in
+// openaiFinishReason maps an Anthropic stop_reason (end_turn and
+// stop_sequence → stop, max_tokens → length, tool_use → tool_calls). As in
 // the other direction, a reply with tool calls is tool_calls unless cut at
 // the limit: an Anthropic endpoint in front of vLLM can report a forced
 // tool call as end_turn, and OpenAI agent loops key on tool_calls.
@@ -153,8 +156,8 @@ func parseAnthropicUsage(raw []byte) (u anthropicCounts, ok bool) {
 // merge takes the counts present in raw, leaving the others: message_delta
 // usage repeats some of message_start's and omits others.
 func (u *anthropicCounts) merge(raw []byte) {
-	it := members(raw)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(raw)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		n, isInt := atoi(v)
 		if !isInt {
 			continue

@@ -8,7 +8,9 @@ import (
 )
 
 // openaiStreamError is the terminal frame for an OpenAI-dialect stream that
-// broke after the 200 (contract §3.6); no [DONE] follows it.
+// broke after the 200: the status is already sent, so the failure can only
+// be told in-band, and no [DONE] follows it (a client must not take a cut
+// answer for a finished one).
 const openaiStreamError = "data: {\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n"
 
 // OpenAIStream turns an Anthropic Messages event stream into OpenAI
@@ -111,7 +113,7 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 	if !s.started {
 		s.buf = s.appendStart(s.buf)
 	}
-	data = data[skipSpace(data, 0):]
+	data = data[jsonobj.SkipSpace(data, 0):]
 	if len(data) == 0 {
 		return s.buf, nil
 	}
@@ -119,8 +121,8 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 		return s.buf, ErrMalformedEvent
 	}
 	var typ, index, block, delta, message, usage []byte
-	it := members(data)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(data)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "type":
 			typ = v
@@ -138,8 +140,8 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 	}
 	switch string(typ) {
 	case `"message_start"`:
-		m := members(message)
-		for k, v, ok := m.member(); ok; k, v, ok = m.member() {
+		m := jsonobj.MemberIter(message)
+		for k, v, ok := m.Member(); ok; k, v, ok = m.Member() {
 			if string(k) == "usage" && isObject(v) {
 				s.usage.merge(v)
 				s.gotUse = true
@@ -152,8 +154,8 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 		n, _ := atoi(index)
 		s.blockDelta(n, delta)
 	case `"message_delta"`:
-		d := members(delta)
-		for k, v, ok := d.member(); ok; k, v, ok = d.member() {
+		d := jsonobj.MemberIter(delta)
+		for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
 			switch {
 			case string(k) == "stop_reason" && nonEmptyString(v):
 				s.stop = string(v[1 : len(v)-1])
@@ -173,8 +175,8 @@ func (s *OpenAIStream) Event(data []byte) ([]byte, error) {
 
 func (s *OpenAIStream) blockStart(index int, block []byte) {
 	var typ, id, name, text, input []byte
-	it := members(block)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(block)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "type":
 			typ = v
@@ -238,8 +240,8 @@ func (s *OpenAIStream) blockDelta(index int, delta []byte) {
 		return
 	}
 	var text, thinking, partial []byte
-	it := members(delta)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(delta)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "text":
 			text = v

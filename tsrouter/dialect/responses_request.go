@@ -9,7 +9,8 @@ import (
 )
 
 // UnsupportedError is a Responses request that uses a feature the router
-// does not offer (contract §2.4): stored state, hosted tools, images, … The
+// does not offer (it serves the stateless subset of the API): stored
+// state, hosted tools, images, … The
 // handler answers it with 400 unsupported_feature and Error().
 type UnsupportedError struct {
 	// Fields names every offending field, sorted; a value-based refusal
@@ -23,11 +24,11 @@ func (e *UnsupportedError) Error() string {
 }
 
 // responsesFields is the strict allow-list of top-level Responses members
-// (contract §2.4). Anything else — previous_response_id, user, metadata,
+// (the stateless subset). Anything else — previous_response_id, user, metadata,
 // background, … — is refused rather than silently ignored: a client
 // relying on it would get a different answer than it asked for.
 //
-// One addition to the contract's list: prompt_cache_key, accepted and
+// One addition to the Python router's list: prompt_cache_key, accepted and
 // dropped. Codex sends it on every request; it only steers which of
 // OpenAI's machines holds the prompt cache, and vLLM and SGLang cache
 // prefixes on their own, so dropping it changes no answer — refusing it
@@ -73,7 +74,8 @@ type jsonSchemaSpec struct {
 }
 
 // ResponsesToOpenAI translates an OpenAI Responses request (the stateless
-// subset of contract §2.4) into an OpenAI Chat Completions body. It is
+// subset: no stored state, hosted tools or images) into an OpenAI Chat
+// Completions body. It is
 // strict: a member outside the allow-list, or a feature the router cannot
 // honour (store, hosted tools, images, …), is an
 // *UnsupportedError naming every such field; a malformed value is a
@@ -457,8 +459,8 @@ func (c *responsesConverter) tools(rawTools, rawChoice, rawParallel json.RawMess
 	case string(v) == "false" || string(v) == "true":
 		// The caller's choice reaches the serve (vLLM and SGLang honour
 		// it; the stream translator gives each parallel call its own
-		// output item). The contract refused true because the Python
-		// router could not stream several calls; this one can.
+		// output item). The Python router refused true because it could
+		// not stream several calls; this one can.
 		if hasTools {
 			c.out.ParallelToolCalls = new(string(v) == "true")
 		}

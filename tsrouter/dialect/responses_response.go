@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
 // This file renders Responses objects — output items, usage, the response
@@ -106,13 +108,13 @@ func parseRespUsage(raw []byte) (respUsage, bool) {
 		return respUsage{}, false
 	}
 	r := respUsage{usageCounts: u}
-	it := members(raw)
-	for k, v, more := it.member(); more; k, v, more = it.member() {
+	it := jsonobj.MemberIter(raw)
+	for k, v, more := it.Member(); more; k, v, more = it.Member() {
 		if string(k) != "completion_tokens_details" {
 			continue
 		}
-		d := members(v)
-		for k, v, more := d.member(); more; k, v, more = d.member() {
+		d := jsonobj.MemberIter(v)
+		for k, v, more := d.Member(); more; k, v, more = d.Member() {
 			if string(k) == "reasoning_tokens" {
 				r.reasoning, r.hasReasoning = atoi(v)
 			}

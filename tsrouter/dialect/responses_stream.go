@@ -1,6 +1,10 @@
 package dialect
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+)
 
 // ResponsesStream turns an OpenAI chat.completion.chunk stream into
 // Responses API SSE events, one upstream chunk at a time and without
@@ -141,8 +145,8 @@ func (t *ResponsesStream) Chunk(data []byte) ([]byte, error) {
 
 func (t *ResponsesStream) choice(c []byte) error {
 	var delta, finish []byte
-	it := members(c)
-	for k, v, ok := it.member(); ok; k, v, ok = it.member() {
+	it := jsonobj.MemberIter(c)
+	for k, v, ok := it.Member(); ok; k, v, ok = it.Member() {
 		switch string(k) {
 		case "delta":
 			delta = v
@@ -151,8 +155,8 @@ func (t *ResponsesStream) choice(c []byte) error {
 		}
 	}
 	var content, reasoning, reasoningContent, calls []byte
-	d := members(delta)
-	for k, v, ok := d.member(); ok; k, v, ok = d.member() {
+	d := jsonobj.MemberIter(delta)
+	for k, v, ok := d.Member(); ok; k, v, ok = d.Member() {
 		switch string(k) {
 		case "content":
 			content = v
@@ -375,7 +379,7 @@ func (t *ResponsesStream) Finish() []byte {
 }
 
 // ErrorEvent returns the terminal error event for a stream that broke
-// after the caller's 200 (contract §3.6), with its sequence_number.
+// after the caller's 200, with its sequence_number.
 // Nothing may follow it: no response.completed, so no client mistakes a
 // cut answer for a finished one.
 func (t *ResponsesStream) ErrorEvent() []byte {

@@ -372,7 +372,7 @@ func checkResponseObject(t *testing.T, b []byte) {
 	}
 }
 
-// TestResponsesRequestRejections: every refusal of contract §2.4, with the
+// TestResponsesRequestRejections: every refusal of ResponsesToOpenAI, with the
 // offending fields named and sorted; malformed values are invalid
 // requests, not unsupported features.
 func TestResponsesRequestRejections(t *testing.T) {

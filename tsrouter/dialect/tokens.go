@@ -3,9 +3,11 @@ package dialect
 import (
 	"encoding/json"
 	"unicode/utf8"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
 
-// estimator accumulates the router's token estimate (contract §3.7):
+// estimator accumulates the router's token estimate:
 // max(whitespace-separated words, UTF-8 bytes / 4) over all the texts it
 // was given. It is deliberately crude — no tokenizer matches every serve —
 // and only stands in where a serve reports nothing: the input count in
@@ -104,7 +106,7 @@ func CountTokens(body []byte) (int, error) {
 // decodeObject decodes a request body whose top level must be an object;
 // every member is kept raw so one malformed field cannot fail the rest.
 func decodeObject(body []byte, v any) error {
-	i := skipSpace(body, 0)
+	i := jsonobj.SkipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' || json.Unmarshal(body, v) != nil {
 		return &RequestError{Message: "request body must be a JSON object"}
 	}

@@ -1,6 +1,10 @@
 package dialect
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+)
 
 // toolEvents is what a stream translator emits for a tool call: the start
 // of its block or item (tc indexes the translator's tools), and argument
@@ -16,15 +20,15 @@ type toolEvents interface {
 // argument text. finished says, for errors, what "done" is called in the
 // target dialect.
 func addToolCalls(tools *[]toolState, ev toolEvents, calls []byte, finished string) error {
-	it := elements(calls)
+	it := jsonobj.ElementIter(calls)
 	for pos := 0; ; pos++ {
-		el, ok := it.element()
+		el, ok := it.Element()
 		if !ok {
 			return nil
 		}
 		idx, id, name, args := pos, []byte(nil), []byte(nil), []byte(nil)
-		m := members(el)
-		for k, v, ok := m.member(); ok; k, v, ok = m.member() {
+		m := jsonobj.MemberIter(el)
+		for k, v, ok := m.Member(); ok; k, v, ok = m.Member() {
 			switch string(k) {
 			case "index":
 				if n, ok := atoi(v); ok {
@@ -33,8 +37,8 @@ func addToolCalls(tools *[]toolState, ev toolEvents, calls []byte, finished stri
 			case "id":
 				id = v
 			case "function":
-				f := members(v)
-				for k, v, ok := f.member(); ok; k, v, ok = f.member() {
+				f := jsonobj.MemberIter(v)
+				for k, v, ok := f.Member(); ok; k, v, ok = f.Member() {
 					switch string(k) {
 					case "name":
 						name = v
