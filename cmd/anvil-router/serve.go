@@ -192,6 +192,8 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		MaxBodyBytes:   lim.maxBodyBytes,
 		MaxConcurrency: lim.maxConcurrency,
 		Version:        versionString(),
+
+		ExhaustionRetryAfter: cfg.Router.ExhaustionRetryAfter,
 	})
 	return h, set, nil
 }

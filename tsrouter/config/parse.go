@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"github.com/anvil-serving/anvil-router/tsrouter"
 	"io/fs"
 	"os"
 	"strings"
@@ -30,7 +31,7 @@ const (
 var (
 	serverKeys = []string{"auth_env", "admission_state_path", "decision_log_path", "local_listen", "local_api"}
 	routerKeys = []string{
-		"tiers", "model_routes", "exhaustion_status", "relay_timeout",
+		"tiers", "model_routes", "exhaustion_status", "exhaustion_retry_after", "relay_timeout",
 		"availability_probe_interval", "availability_probe_timeout",
 		"availability_probe_max_bytes", "purpose_models", "audio_routes",
 		"audio_max_input_bytes", "audio_max_output_bytes",
@@ -157,6 +158,7 @@ func parseRouter(t table) Router {
 	t.unknown(routerKeys, "[router]")
 	r := Router{
 		ExhaustionStatus:          t.intIn("exhaustion_status", 100, 599, DefaultExhaustionStatus),
+		ExhaustionRetryAfter:      t.seconds("exhaustion_retry_after", tsrouter.DefaultExhaustionRetryAfter, false),
 		RelayTimeout:              t.seconds("relay_timeout", DefaultRelayTimeout, false),
 		AvailabilityProbeInterval: t.seconds("availability_probe_interval", DefaultAvailabilityProbeInterval, true),
 		AvailabilityProbeTimeout:  t.seconds("availability_probe_timeout", DefaultAvailabilityProbeTimeout, false),

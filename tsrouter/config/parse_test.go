@@ -107,6 +107,7 @@ func TestScaffoldIgnoresForeignKeys(t *testing.T) {
 		got, want any
 	}{
 		{"exhaustion_status", r.ExhaustionStatus, 503},
+		{"exhaustion_retry_after", r.ExhaustionRetryAfter, 120 * time.Second},
 		{"relay_timeout", r.RelayTimeout, 20 * time.Second},
 		{"availability_probe_interval", r.AvailabilityProbeInterval, 5 * time.Second},
 		{"availability_probe_timeout", r.AvailabilityProbeTimeout, time.Second},
@@ -308,6 +309,8 @@ func TestRouterScalars(t *testing.T) {
 		{"exhaustion_status high", "exhaustion_status = 600", []want{{"router.exhaustion_status", "exhaustion", "between 100 and 599"}}, nil},
 		{"exhaustion_status bool", "exhaustion_status = true", []want{{"router.exhaustion_status", "exhaustion", "must be an integer, got boolean"}}, nil},
 		{"exhaustion_status float", "exhaustion_status = 503.0", []want{{"router.exhaustion_status", "exhaustion", "must be an integer, got float"}}, nil},
+		{"exhaustion_retry_after set", "exhaustion_retry_after = 30", nil, func(r config.Router) bool { return r.ExhaustionRetryAfter == 30*time.Second }},
+		{"exhaustion_retry_after zero", "exhaustion_retry_after = 0", []want{{"router.exhaustion_retry_after", "exhaustion_retry_after", "> 0"}}, nil},
 		{"relay_timeout int", "relay_timeout = 7", nil, func(r config.Router) bool { return r.RelayTimeout == 7*time.Second }},
 		{"relay_timeout fraction", "relay_timeout = 0.25", nil, func(r config.Router) bool { return r.RelayTimeout == 250*time.Millisecond }},
 		{"relay_timeout negative", "relay_timeout = -1", []want{{"router.relay_timeout", "relay", "> 0"}}, nil},

@@ -50,6 +50,10 @@ type Router struct {
 	// ExhaustionStatus is the HTTP status returned when the routed tier
 	// cannot take a request (default 503).
 	ExhaustionStatus int
+	// ExhaustionRetryAfter is the Retry-After sent with it when the serve
+	// sent none (default 120 s: long enough that the SDKs do not wait,
+	// so a client with its own provider goes there now).
+	ExhaustionRetryAfter time.Duration
 	// RelayTimeout bounds connect, time to response headers and every gap
 	// between upstream reads, unless a tier sets its own Timeout (default 20s).
 	RelayTimeout time.Duration
