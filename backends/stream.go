@@ -295,7 +295,7 @@ const drainGrace = 50 * time.Millisecond
 // already been sent [DONE], not before.
 func (s *Stream) Close() {
 	if s.done && s.rd != nil {
-		s.x.timer.Reset(drainGrace)
+		s.x.timeout = drainGrace
 		io.Copy(io.Discard, io.LimitReader(s.rd, 64<<10))
 	}
 	s.x.Close()

@@ -177,18 +177,20 @@ func (x *exchange) Close() {
 	})
 }
 
-// idleReader re-arms the watchdog after every successful read, so the
-// timeout bounds gaps between bytes rather than the whole response.
+// idleReader runs the watchdog only while the router waits on the serve:
+// armed when a read starts, stopped when it returns. The timeout bounds
+// the serve's silences, not the whole response — and not the time the
+// router spends writing to a caller that reads slowly, which is the
+// caller's (the stream's write-stall deadline deals with that).
 type idleReader struct {
 	r io.Reader
 	x *exchange
 }
 
 func (ir *idleReader) Read(p []byte) (int, error) {
+	ir.x.timer.Reset(ir.x.timeout)
 	n, err := ir.r.Read(p)
-	if n > 0 {
-		ir.x.timer.Reset(ir.x.timeout)
-	}
+	ir.x.timer.Stop()
 	return n, err
 }
 

@@ -235,3 +235,37 @@ func TestStalledReaderIsCut(t *testing.T) {
 		t.Errorf("the serve was blamed: %s", logs.String())
 	}
 }
+
+// TestPausingReaderDoesNotBlameTheServe: a caller that pauses reading for
+// longer than the tier's relay timeout (but less than the write stall)
+// gets its whole stream when it resumes: the serve's silence timer does
+// not run while the router waits on the caller.
+func TestPausingReaderDoesNotBlameTheServe(t *testing.T) {
+	deltas := make([]string, 40000)
+	for i := range deltas {
+		deltas[i] = strings.Repeat("y", 512)
+	}
+	_, url := startFake(t, fakeserve.Options{Deltas: deltas})
+	cfg := strings.Replace(oneTier(url, ""), "relay_timeout = 2.0", "relay_timeout = 0.3", 1)
+	var logs syncBuffer
+	h := newHandler(t, cfg, routerOpts{writeStall: 10 * time.Second}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	addr := serveLikeProduction(t, h)
+	resp, err := http.Post("http://"+addr+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 1024)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1200 * time.Millisecond) // four relay timeouts
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(string(rest), "data: [DONE]\n\n") {
+		t.Errorf("stream did not end cleanly after the pause: …%q\naudit: %s", rest[max(0, len(rest)-200):], logs.String())
+	}
+}
