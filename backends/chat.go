@@ -122,19 +122,31 @@ func isEmptyJSON(v []byte) bool {
 
 func jsonUnmarshalString(raw []byte, dst *string) error { return json.Unmarshal(raw, dst) }
 
-// OverContext reports whether the request's prompt, estimated as the Python
-// router did (max of whitespace-separated words and UTF-8 bytes / 4 over the
-// message texts), exceeds the tier's context_limit. Such a request is
-// refused before the serve spends a prefill on it.
+// OverContext reports whether the request's prompt exceeds the tier's
+// context_limit, estimated without a tokenizer as max(whitespace-separated
+// words, UTF-8 bytes / 4) over everything that goes into the prompt: the
+// messages' text (system, user, assistant and tool results), the tool
+// calls' names and arguments, and the tool definitions (and
+// response_format's schema) as sent. Agents send tens of kilobytes of tool
+// schemas and results, which the Python router's message-text estimate
+// missed. Such a request is refused before the serve spends a prefill on
+// it.
 func (t *Tier) OverContext(req *jsonobj.Object) bool {
-	msgs := req.Get("messages")
+	msgs, tools, functions, format := req.Get("messages"), req.Get("tools"), req.Get("functions"), req.Get("response_format")
 	// Words are at most half the bytes (plus one) and bytes/4 is smaller
-	// still, so a short history cannot exceed the limit: skip decoding.
-	if t.ContextLimit <= 0 || len(msgs)/2+1 <= t.ContextLimit {
+	// still, so a short request cannot exceed the limit: skip decoding.
+	if t.ContextLimit <= 0 || (len(msgs)+len(tools)+len(functions)+len(format))/2+1 <= t.ContextLimit {
 		return false
 	}
 	var history []struct {
-		Content json.RawMessage `json:"content"`
+		Content          json.RawMessage `json:"content"`
+		ReasoningContent string          `json:"reasoning_content"`
+		ToolCalls        []struct {
+			Function struct {
+				Name      string `json:"name"`
+				Arguments string `json:"arguments"`
+			} `json:"function"`
+		} `json:"tool_calls"`
 	}
 	if json.Unmarshal(msgs, &history) != nil {
 		return false // the serve will say what is wrong with it
@@ -148,19 +160,29 @@ func (t *Tier) OverContext(req *jsonobj.Object) bool {
 		var text string
 		if json.Unmarshal(m.Content, &text) == nil {
 			count(text)
-			continue
-		}
-		var parts []struct {
-			Type string `json:"type"`
-			Text string `json:"text"`
-		}
-		if json.Unmarshal(m.Content, &parts) == nil {
-			for _, p := range parts {
-				if p.Type == "text" {
-					count(p.Text)
+		} else {
+			var parts []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			}
+			if json.Unmarshal(m.Content, &parts) == nil {
+				for _, p := range parts {
+					if p.Type == "text" {
+						count(p.Text)
+					}
 				}
 			}
 		}
+		count(m.ReasoningContent)
+		for _, c := range m.ToolCalls {
+			count(c.Function.Name)
+			count(c.Function.Arguments)
+		}
+	}
+	// Definitions count as sent: a JSON schema is mostly punctuation and
+	// short names, about bytes/4 tokens.
+	for _, raw := range [][]byte{tools, functions, format} {
+		count(string(raw))
 	}
 	return max(words, size/4) > t.ContextLimit
 }

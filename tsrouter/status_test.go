@@ -3,6 +3,7 @@ package tsrouter_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -351,6 +352,39 @@ busy = "busy"`, 1)
 			}
 			if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
 				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+		})
+	}
+}
+
+// TestPromptEstimateCountsWhatAgentsSend: agents send tens of kilobytes of
+// tool schemas, tool calls and tool results beside a short message; the
+// context gate counts all of it (still without a tokenizer), so such a
+// request is 413 before the serve spends a prefill on it.
+func TestPromptEstimateCountsWhatAgentsSend(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	cfg := strings.Replace(oneTier(url, ""), "context_limit = 8192", "context_limit = 4096", 1)
+	base := startRouter(t, cfg, routerOpts{})
+	schema := `{"type":"function","function":{"name":"tool_%d","description":"` + strings.Repeat("Reads a file from the workspace. ", 20) + `","parameters":{"type":"object","properties":{"path":{"type":"string"}}}}}`
+	var tools []string
+	for i := range 40 {
+		tools = append(tools, fmt.Sprintf(schema, i))
+	}
+	result := strings.Repeat("line of a long file listing\\n", 600)
+	tests := []struct {
+		name, body string
+		want       int
+	}{
+		{"short message alone", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, 200},
+		{"forty tool schemas", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"tools":[` + strings.Join(tools, ",") + `]}`, 413},
+		{"a long tool result", `{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"ls","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"` + result + `"}]}`, 413},
+		{"long tool call arguments", `{"model":"chat","messages":[{"role":"user","content":"hi"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"write","arguments":"` + strings.Repeat("x", 20000) + `"}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}`, 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, t.Context(), base+"/v1/chat/completions", tc.body)
+			if body := readAll(t, resp); resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
 			}
 		})
 	}
