@@ -188,8 +188,16 @@ func (a *Agent) initialize(params json.RawMessage) (any, error) {
 			MCPCapabilities: mcpCapabilities{},
 		},
 		AuthMethods: []authMethod{},
-		AgentInfo:   implementation{Name: c.Agent.Name, Title: c.Agent.Description, Version: version},
+		AgentInfo:   agentInfo(c.Agent, version),
 	}, nil
+}
+
+func agentInfo(ag config.ACPAgent, version string) implementation {
+	info := implementation{Name: ag.Name, Title: ag.Name, Version: version}
+	if ag.Description != "" {
+		info.Meta = map[string]string{"description": ag.Description}
+	}
+	return info
 }
 
 func (a *Agent) clientCaps() clientCaps {

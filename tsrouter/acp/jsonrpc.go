@@ -136,6 +136,11 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 func (c *conn) dispatch(ctx context.Context, line []byte, h handler, wg *sync.WaitGroup) {
+	if trimmed := bytes.TrimSpace(line); trimmed[0] == '[' && json.Valid(trimmed) {
+		// ACP does not use batches.
+		c.send(message{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: rpcErr(codeInvalidRequest, "batches are not supported")})
+		return
+	}
 	var m message
 	if err := json.Unmarshal(line, &m); err != nil {
 		c.send(message{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: rpcErr(codeParseError, "not a JSON object: %v", err)})

@@ -63,6 +63,9 @@ type implementation struct {
 	Name    string `json:"name"`
 	Title   string `json:"title,omitempty"`
 	Version string `json:"version"`
+	// Meta carries the description ([acp.agent].description), which the
+	// protocol has no field for.
+	Meta map[string]string `json:"_meta,omitempty"`
 }
 
 // mcpServer is one MCP server of session/new or session/load: stdio when

@@ -26,8 +26,10 @@ type Router struct {
 // chatMessage is one OpenAI chat message of the conversation the agent
 // keeps per session.
 type chatMessage struct {
-	Role       string     `json:"role"`
-	Content    *string    `json:"content"`
+	Role string `json:"role"`
+	// Content is a string, null (an assistant message with only tool
+	// calls) or a list of parts (a prompt with images or audio).
+	Content    any        `json:"content"`
 	ToolCalls  []toolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
 }
@@ -51,7 +53,18 @@ type toolSpec struct {
 	} `json:"function"`
 }
 
-func strPtr(s string) *string { return &s }
+// contentPart is one part of a multi-part user message.
+type contentPart struct {
+	Type     string `json:"type"`
+	Text     string `json:"text,omitempty"`
+	ImageURL *struct {
+		URL string `json:"url"`
+	} `json:"image_url,omitempty"`
+	InputAudio *struct {
+		Data   string `json:"data"`
+		Format string `json:"format"`
+	} `json:"input_audio,omitempty"`
+}
 
 // completion is what one streamed model call produced.
 type completion struct {

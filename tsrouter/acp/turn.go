@@ -102,10 +102,20 @@ func (a *Agent) prompt(ctx context.Context, params json.RawMessage) (any, error)
 	return promptResponse{StopReason: stop}, nil
 }
 
-// userMessage turns ACP content blocks into one chat message. Images go as
-// image_url parts; embedded resources and links as text the model reads.
+// userMessage turns ACP content blocks into one chat message: text, links
+// and embedded resources as text the model reads; images and audio (when
+// [acp.capabilities] offers them) as image_url and input_audio parts.
 func (a *Agent) userMessage(blocks []contentBlock) (chatMessage, error) {
+	caps := a.opts.Config.Capabilities
+	var parts []contentPart
 	var text strings.Builder
+	flush := func() {
+		if text.Len() > 0 {
+			parts = append(parts, contentPart{Type: "text", Text: text.String()})
+			text.Reset()
+		}
+	}
+	media := false
 	for _, b := range blocks {
 		switch b.Type {
 		case "text":
@@ -113,21 +123,41 @@ func (a *Agent) userMessage(blocks []contentBlock) (chatMessage, error) {
 		case "resource_link":
 			fmt.Fprintf(&text, "\n[%s](%s)\n", b.Name, b.URI)
 		case "resource":
-			if !a.opts.Config.Capabilities.EmbeddedContext {
+			if !caps.EmbeddedContext {
 				return chatMessage{}, rpcErr(codeInvalidParams, "embedded context is not enabled (acp.capabilities.embedded_context)")
 			}
 			if b.Resource != nil {
 				fmt.Fprintf(&text, "\n<resource uri=%q>\n%s\n</resource>\n", b.Resource.URI, b.Resource.Text)
 			}
-		case "image", "audio":
-			// Advertised only when [acp.capabilities] says so; the models
-			// behind the router take text here.
-			return chatMessage{}, rpcErr(codeInvalidParams, "%s prompts are not supported by this agent", b.Type)
+		case "image":
+			if !caps.Image {
+				return chatMessage{}, rpcErr(codeInvalidParams, "image prompts are not enabled (acp.capabilities.image)")
+			}
+			flush()
+			p := contentPart{Type: "image_url", ImageURL: &struct {
+				URL string `json:"url"`
+			}{URL: "data:" + b.MimeType + ";base64," + b.Data}}
+			parts, media = append(parts, p), true
+		case "audio":
+			if !caps.Audio {
+				return chatMessage{}, rpcErr(codeInvalidParams, "audio prompts are not enabled (acp.capabilities.audio)")
+			}
+			flush()
+			format := strings.TrimPrefix(strings.TrimPrefix(b.MimeType, "audio/"), "x-")
+			p := contentPart{Type: "input_audio", InputAudio: &struct {
+				Data   string `json:"data"`
+				Format string `json:"format"`
+			}{Data: b.Data, Format: format}}
+			parts, media = append(parts, p), true
 		default:
 			return chatMessage{}, rpcErr(codeInvalidParams, "unknown content block type %q", b.Type)
 		}
 	}
-	return chatMessage{Role: "user", Content: strPtr(text.String())}, nil
+	if !media {
+		return chatMessage{Role: "user", Content: text.String()}, nil
+	}
+	flush()
+	return chatMessage{Role: "user", Content: parts}, nil
 }
 
 // loop runs model requests and tool calls until the model ends the turn.
@@ -138,7 +168,7 @@ func (a *Agent) loop(ctx context.Context, s *session) (string, error) {
 	}
 	for range maxTurnRequests {
 		s.mu.Lock()
-		msgs := append([]chatMessage{{Role: "system", Content: strPtr(a.systemPrompt(s))}}, s.rec.History...)
+		msgs := append([]chatMessage{{Role: "system", Content: a.systemPrompt(s)}}, s.rec.History...)
 		s.mu.Unlock()
 		var text, thought strings.Builder
 		comp, err := a.opts.Router.chat(ctx, model, msgs, a.tools(s), streamHandler{
@@ -163,7 +193,7 @@ func (a *Agent) loop(ctx context.Context, s *session) (string, error) {
 		}
 		msg := chatMessage{Role: "assistant", ToolCalls: comp.ToolCalls}
 		if comp.Text != "" || len(comp.ToolCalls) == 0 {
-			msg.Content = strPtr(comp.Text)
+			msg.Content = comp.Text
 		}
 		s.mu.Lock()
 		s.rec.History = append(s.rec.History, msg)
@@ -180,7 +210,7 @@ func (a *Agent) loop(ctx context.Context, s *session) (string, error) {
 		for _, tc := range comp.ToolCalls {
 			result := a.runTool(ctx, s, tc)
 			s.mu.Lock()
-			s.rec.History = append(s.rec.History, chatMessage{Role: "tool", ToolCallID: tc.ID, Content: strPtr(result)})
+			s.rec.History = append(s.rec.History, chatMessage{Role: "tool", ToolCallID: tc.ID, Content: result})
 			s.mu.Unlock()
 			if ctx.Err() != nil {
 				return stopCancelled, nil
@@ -197,7 +227,7 @@ func (a *Agent) keepPartial(s *session, text string) {
 		return
 	}
 	s.mu.Lock()
-	s.rec.History = append(s.rec.History, chatMessage{Role: "assistant", Content: strPtr(text)})
+	s.rec.History = append(s.rec.History, chatMessage{Role: "assistant", Content: text})
 	s.mu.Unlock()
 }
 
