@@ -36,6 +36,7 @@ func cmdACP(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	cfgPath := fs.String("config", "", "a TOML file with an [acp] table (enabled = true); without it the defaults apply")
 	routerURL := fs.String("router", envDefault("ANVIL_ROUTER_URL", "http://anvil"), "the router's base URL (ANVIL_ROUTER_URL)")
 	useTSNet := fs.Bool("tsnet", false, "join the tailnet as an ephemeral node of its own (TS_AUTHKEY, TS_CONTROL_URL) instead of using the machine's Tailscale")
+	check := fs.Bool("check", false, "validate --config's [acp] table, print a summary and exit")
 	logLevel := fs.String("log-level", envDefault("ANVIL_LOG_LEVEL", "info"), "debug, info, warn or error (to stderr)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: anvil-router acp [--config FILE] [--router URL | --tsnet]\n\n"+
@@ -64,6 +65,10 @@ func cmdACP(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			return usageError{fmt.Errorf("%s: ACP is disabled; set [acp] enabled = true", *cfgPath)}
 		}
 	}
+	if *check {
+		fmt.Fprint(stdout, cfg.Summary())
+		return nil
+	}
 	if !cfg.StdioEnabled {
 		return usageError{errors.New("acp.transport.stdio.enabled is false, and stdio is the only transport")}
 	}
@@ -85,15 +90,16 @@ func cmdACP(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		client = node.TSNet().HTTPClient()
 	}
 	agent, err := acp.New(acp.Options{
-		Config:  cfg,
-		Router:  &acp.Router{BaseURL: *routerURL, Client: client, Token: os.Getenv(envACPToken), Key: os.Getenv(envACPKey)},
-		Log:     log,
-		Version: versionString(),
+		Config:    cfg,
+		Router:    &acp.Router{BaseURL: *routerURL, Client: client, Token: os.Getenv(envACPToken), Key: os.Getenv(envACPKey)},
+		Log:       log,
+		Version:   versionString(),
+		MCPStderr: stderr,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("acp agent ready", "router", *routerURL, "tsnet", *useTSNet, "model", cfg.DefaultModel, "storage", cfg.Sessions.Storage)
+	log.Info("acp agent ready", "router", u.Redacted(), "tsnet", *useTSNet, "model", cfg.DefaultModel, "storage", cfg.Sessions.Storage)
 	return agent.Serve(ctx, stdin, stdout)
 }
 

@@ -24,11 +24,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	Log *slog.Logger
 	// Version is reported in agentInfo when [acp.agent].version is empty.
 	Version string
+	// MCPStderr receives the MCP servers' stderr (nil: discarded). Never
+	// the protocol stream.
+	MCPStderr io.Writer
 }
 
 // Agent serves one editor connection.
@@ -73,7 +77,6 @@ type session struct {
 	cancel   context.CancelFunc // of the running turn, nil when idle
 	turnDone chan struct{}
 	mcp      *mcpBridge
-	seq      int
 }
 
 // New builds an agent; file storage is opened (and created) here.
@@ -285,8 +288,16 @@ func (a *Agent) loadSession(ctx context.Context, params json.RawMessage) (any, e
 	if err != nil {
 		return nil, err
 	}
-	if a.session(p.SessionID) != nil {
-		return nil, rpcErr(codeInvalidRequest, "session %q is already open", p.SessionID)
+	if live := a.session(p.SessionID); live != nil {
+		// Loading an open session starts it afresh from what was saved
+		// after its last turn, unless a turn is running.
+		live.mu.Lock()
+		busy := live.cancel != nil
+		live.mu.Unlock()
+		if busy {
+			return nil, rpcErr(codeInvalidRequest, "session %q has a prompt turn running", p.SessionID)
+		}
+		a.drop(p.SessionID)
 	}
 	rec.CWD = p.CWD
 	s := &session{id: rec.ID, cwd: cwd, rec: rec, lastUsed: time.Now()}
@@ -417,9 +428,9 @@ func (a *Agent) setMode(params json.RawMessage) (any, error) {
 	}
 	s.mu.Lock()
 	s.rec.Mode = p.ModeID
-	rec := *s.rec
+	rec := s.snapshot()
 	s.mu.Unlock()
-	if err := a.store.save(&rec); err != nil {
+	if err := a.store.save(rec); err != nil {
 		return nil, err
 	}
 	a.emit(s, update{SessionUpdate: "current_mode_update", CurrentModeID: p.ModeID}, false)
@@ -444,9 +455,19 @@ func (a *Agent) emit(s *session, u update, replay bool) {
 	}
 }
 
-func (s *session) nextToolID() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	return fmt.Sprintf("tool_%d_%d", len(s.rec.Replay), s.seq)
+// snapshot copies the record for saving or restoring; s.mu must be held.
+func (s *session) snapshot() *record {
+	r := *s.rec
+	r.History = slices.Clone(s.rec.History)
+	r.Replay = slices.Clone(s.rec.Replay)
+	r.Always = maps.Clone(s.rec.Always)
+	return &r
+}
+
+// newToolCallID names a tool call uniquely, also across restarts of the
+// agent (a loaded session's old calls keep their ids).
+func newToolCallID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return "call_" + hex.EncodeToString(b)
 }

@@ -16,7 +16,7 @@ var changingKinds = []string{"edit", "delete", "move", "execute"}
 // tool_call update, the permission check, the run, and a final
 // tool_call_update. It returns what the model is told.
 func (a *Agent) runTool(ctx context.Context, s *session, tc toolCall) string {
-	id := s.nextToolID()
+	id := newToolCallID()
 	var t *tool
 	for _, c := range a.toolset(s) {
 		if c.name == tc.Function.Name {
@@ -76,11 +76,13 @@ func (a *Agent) runTool(ctx context.Context, s *session, tc toolCall) string {
 	if mode == modeReadOnly && slices.Contains(changingKinds, kind) {
 		v = reject
 	}
+	// The diff is taken before the change: shown when asking, and in the
+	// final update.
+	var preview []toolCallContent
+	if t.preview != nil && v != reject {
+		preview = t.preview(ctx, s, args, run.abs)
+	}
 	if v == ask {
-		var preview []toolCallContent
-		if t.preview != nil {
-			preview = t.preview(ctx, s, args, run.abs)
-		}
 		allowed, err := a.askPermission(ctx, s, t.name, call, preview)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -107,8 +109,8 @@ func (a *Agent) runTool(ctx context.Context, s *session, tc toolCall) string {
 		return fail(err.Error())
 	}
 	content := run.content
-	if content == nil && t.preview != nil {
-		content = t.preview(ctx, s, args, run.abs)
+	if content == nil {
+		content = preview
 	}
 	if content == nil {
 		content = []toolCallContent{{Type: "content", Content: &contentBlock{Type: "text", Text: out}}}

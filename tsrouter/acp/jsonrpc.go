@@ -61,7 +61,8 @@ type handler func(ctx context.Context, method string, params json.RawMessage) (a
 // conn is one newline-delimited JSON-RPC 2.0 peer over a reader and a
 // writer. Requests are handled concurrently (a prompt turn runs for long
 // and must not block session/cancel or the answers to the agent's own
-// requests); writes are serialised, one message per line.
+// requests); notifications in arrival order; writes are serialised, one
+// message per line.
 type conn struct {
 	r   io.Reader
 	w   io.Writer
@@ -162,16 +163,19 @@ func (c *conn) dispatch(ctx context.Context, line []byte, h handler, wg *sync.Wa
 		ch <- m
 	case m.Method == "":
 		c.reply(m.ID, hasID, nil, rpcErr(codeInvalidRequest, "a request needs a method"))
+	case !hasID:
+		// Notifications are handled in order, on the reading goroutine:
+		// their handlers are quick (session/cancel, session/update), and
+		// the order of updates is what the peer shows.
+		if _, err := h(ctx, m.Method, m.Params); err != nil {
+			c.log.Warn("acp: notification failed", "method", m.Method, "err", err)
+		}
 	default:
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			res, err := h(ctx, m.Method, m.Params)
-			if hasID {
-				c.reply(m.ID, true, res, err)
-			} else if err != nil {
-				c.log.Warn("acp: notification failed", "method", m.Method, "err", err)
-			}
+			c.reply(m.ID, true, res, err)
 		}()
 	}
 }

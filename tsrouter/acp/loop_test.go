@@ -150,3 +150,35 @@ func TestPromptValidation(t *testing.T) {
 		})
 	}
 }
+
+// session/load of an open, idle session (memory storage) replays what was
+// saved after its last turn and the session goes on.
+func TestLoadReplaysAnOpenSession(t *testing.T) {
+	srv, _ := sseRouter(t, func(int) []string { return []string{textFrame("hel"), textFrame("lo"), finishFrame("stop")} })
+	e := startAgent(t, testConfig(), srv.URL)
+	id := e.initSession(t)
+	e.mustCall(t, "session/prompt", promptRequest{SessionID: id, Prompt: []contentBlock{textBlock("hi")}}, nil)
+	e.mu.Lock()
+	e.updates = nil
+	e.mu.Unlock()
+	var res loadSessionResponse
+	e.mustCall(t, "session/load", loadSessionRequest{SessionID: id, CWD: t.TempDir(), MCPServers: []mcpServer{}}, &res)
+	if got := joined(e.kinds()); got != "user_message_chunk,agent_message_chunk" {
+		t.Fatalf("replayed %s", got)
+	}
+	e.mu.Lock()
+	merged := e.updates[1].Content.Text
+	e.mu.Unlock()
+	if merged != "hello" {
+		t.Errorf("replayed text %q, want the streamed chunks merged", merged)
+	}
+	if res.Modes == nil || res.Modes.CurrentModeID != modeAsk {
+		t.Errorf("modes %+v", res.Modes)
+	}
+	e.mustCall(t, "session/prompt", promptRequest{SessionID: id, Prompt: []contentBlock{textBlock("again")}}, nil)
+	err := e.call(t, "session/load", loadSessionRequest{SessionID: "sess_0123456789abcdef0123456789abcdef", CWD: t.TempDir()}, nil)
+	var re *RPCError
+	if !errors.As(err, &re) || re.Code != codeNotFound {
+		t.Errorf("unknown session: %v", err)
+	}
+}

@@ -78,6 +78,7 @@ func (a *Agent) spawnMCP(ctx context.Context, client *mcp.Client, cwd string, sr
 	defer cancel()
 	cmd := exec.Command(srv.Command, srv.Args...)
 	cmd.Dir = cwd
+	cmd.Stderr = a.opts.MCPStderr
 	cmd.Env = os.Environ()
 	for _, e := range srv.Env {
 		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)

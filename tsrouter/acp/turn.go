@@ -57,9 +57,7 @@ func (a *Agent) prompt(ctx context.Context, params json.RawMessage) (any, error)
 	s.cancel = cancel
 	s.lastUsed = time.Now()
 	// A failed turn leaves the session as it was before it.
-	saved := *s.rec
-	saved.History = append([]chatMessage(nil), s.rec.History...)
-	saved.Replay = append([]json.RawMessage(nil), s.rec.Replay...)
+	saved := s.snapshot()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -83,7 +81,7 @@ func (a *Agent) prompt(ctx context.Context, params json.RawMessage) (any, error)
 	stop, err := a.loop(ctx, s)
 	if err != nil && stop != stopCancelled {
 		s.mu.Lock()
-		*s.rec = saved
+		s.rec = saved
 		s.mu.Unlock()
 		a.log.Warn("acp: turn failed", "session", s.id, "err", err)
 		var re *RPCError
@@ -94,9 +92,9 @@ func (a *Agent) prompt(ctx context.Context, params json.RawMessage) (any, error)
 	}
 	s.mu.Lock()
 	s.rec.Updated = time.Now().UTC()
-	rec := *s.rec
+	rec := s.snapshot()
 	s.mu.Unlock()
-	if err := a.store.save(&rec); err != nil {
+	if err := a.store.save(rec); err != nil {
 		a.log.Error("acp: saving the session", "session", s.id, "err", err)
 	}
 	return promptResponse{StopReason: stop}, nil

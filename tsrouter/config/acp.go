@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -256,4 +257,22 @@ func (t table) goDuration(key string, def time.Duration) time.Duration {
 		return def
 	}
 	return d
+}
+
+// Summary is the one-line view `anvil-router check` prints for [acp].
+func (a ACP) Summary() string {
+	state := "disabled"
+	if a.Enabled {
+		state = "enabled"
+	}
+	model := a.DefaultModel
+	if model == "" {
+		model = "the first listed model"
+	}
+	storage := a.Sessions.Storage
+	if a.Sessions.StoragePath != "" {
+		storage += " " + a.Sessions.StoragePath
+	}
+	return fmt.Sprintf("acp: %s, model %s, permissions %s, sessions %d (%s, idle %s), mcp %t\n",
+		state, model, a.Permissions.DefaultPolicy, a.Sessions.MaxConcurrent, storage, a.Sessions.IdleTimeout, a.Capabilities.MCP)
 }

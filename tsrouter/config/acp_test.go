@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ func TestACPSeedOptions(t *testing.T) {
 	}
 	if !reflect.DeepEqual(cfg.ACP, want) {
 		t.Errorf("got  %+v\nwant %+v", cfg.ACP, want)
+	}
+	if got, want := cfg.Summary(), "acp: enabled, model gpt-4o, permissions ask_always, sessions 10 (file /var/lib/anvil/acp, idle 1h0m0s), mcp true\n"; !strings.HasSuffix(got, want) {
+		t.Errorf("check summary %q does not end with %q", got, want)
 	}
 	// The agent reads the same table from a file without [router].
 	a, err := config.ParseACP("agent.toml", []byte(seedACP))

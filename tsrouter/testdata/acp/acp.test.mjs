@@ -98,6 +98,8 @@ test("a read is auto-allowed; an edit asks, is granted once, then rejected", asy
       const diff = ask.toolCall.content.find((c) => c.type === "diff");
       assert.deepEqual([diff.path, diff.oldText, diff.newText], [join(ws, "notes.txt"), "old line\n", "new line\n"]);
       assert.equal(await readFile(join(ws, "notes.txt"), "utf8"), "new line\n");
+      const edited = editor.sessionUpdates(sessionId).find((u) => u.sessionUpdate === "tool_call_update" && u.toolCallId === ask.toolCall.toolCallId && u.status === "completed");
+      assert.deepEqual(edited.content.find((c) => c.type === "diff"), diff, "the finished edit shows the same diff");
 
       editor.permissionAnswers.push("reject-once");
       res = await prompt(ctx, sessionId, call("write_file", { path: "notes.txt", content: "rejected\n" }));
