@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/anvil-serving/anvil-router/tsrouter"
@@ -131,4 +132,18 @@ func joinAsAgent(ctx context.Context, log *slog.Logger) (*tsrouter.Node, string,
 		return nil, "", err
 	}
 	return node, dir, nil
+}
+
+// stdioMode recognises `serve --mode stdio` (the spec's way to start the
+// ACP agent) and returns the arguments without the mode flag.
+func stdioMode(args []string) ([]string, bool) {
+	for i, a := range args {
+		switch {
+		case (a == "--mode" || a == "-mode") && i+1 < len(args) && args[i+1] == "stdio":
+			return append(slices.Clone(args[:i]), args[i+2:]...), true
+		case a == "--mode=stdio" || a == "-mode=stdio":
+			return append(slices.Clone(args[:i]), args[i+1:]...), true
+		}
+	}
+	return nil, false
 }

@@ -30,6 +30,8 @@ func TestACPCommand(t *testing.T) {
 		stderrPart string
 	}{
 		{"check prints the summary", []string{"acp", "--config", on, "--check"}, nil, 0, "acp: enabled, model chat, permissions ask_always, sessions 10 (memory, idle 1h0m0s), mcp true\n", ""},
+		{"serve --mode stdio is the agent", []string{"serve", "--mode", "stdio", "--config", on, "--check"}, nil, 0, "acp: enabled, model chat, permissions ask_always, sessions 10 (memory, idle 1h0m0s), mcp true\n", ""},
+		{"serve --mode=stdio too", []string{"serve", "--config", on, "--mode=stdio", "--check"}, nil, 0, "acp: enabled, model chat, permissions ask_always, sessions 10 (memory, idle 1h0m0s), mcp true\n", ""},
 		{"disabled", []string{"acp", "--config", file("off.toml", "[acp]\ndefault_model = \"chat\"\n")}, nil, 2, "", "ACP is disabled"},
 		{"no [acp] table", []string{"acp", "--config", file("none.toml", "[router]\n")}, nil, 2, "", "ACP is disabled"},
 		{"bad table", []string{"acp", "--config", file("bad.toml", "[acp]\nenabled = true\n[acp.permissions]\ndefault_policy = \"yolo\"\n")}, nil, 2, "", "acp.permissions.default_policy"},

@@ -40,7 +40,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "serve":
-		err = cmdServe(rest, stderr)
+		if acpArgs, ok := stdioMode(rest); ok {
+			err = cmdACP(acpArgs, os.Stdin, stdout, stderr)
+		} else {
+			err = cmdServe(rest, stderr)
+		}
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
 	case "acp":

@@ -182,3 +182,37 @@ func TestLoadReplaysAnOpenSession(t *testing.T) {
 		t.Errorf("unknown session: %v", err)
 	}
 }
+
+// Editor-backed tools are offered only when the editor advertised the
+// capability; search and the plan always.
+func TestToolsFollowCapabilities(t *testing.T) {
+	a, err := New(Options{Config: testConfig(), Router: &Router{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &session{rec: &record{}}
+	cases := []struct {
+		name string
+		caps func(*clientCaps)
+		want string
+	}{
+		{"none", func(*clientCaps) {}, "search,update_plan"},
+		{"read only", func(c *clientCaps) { c.FS.ReadTextFile = true }, "read_file,search,update_plan"},
+		{"write only", func(c *clientCaps) { c.FS.WriteTextFile = true }, "write_file,search,update_plan"},
+		{"terminal", func(c *clientCaps) { c.Terminal = true }, "run_command,search,update_plan"},
+		{"all", func(c *clientCaps) { c.FS.ReadTextFile, c.FS.WriteTextFile, c.Terminal = true, true, true }, "read_file,write_file,run_command,search,update_plan"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a.caps = clientCaps{}
+			tc.caps(&a.caps)
+			var names []string
+			for _, sp := range a.tools(s) {
+				names = append(names, sp.Function.Name)
+			}
+			if got := joined(names); got != tc.want {
+				t.Errorf("tools %s, want %s", got, tc.want)
+			}
+		})
+	}
+}

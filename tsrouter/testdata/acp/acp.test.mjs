@@ -121,6 +121,34 @@ test("a read is auto-allowed; an edit asks, is granted once, then rejected", asy
   }
 });
 
+test("search runs without asking; the read-only mode refuses edits without asking", async () => {
+  const agent = startAgent(MAIN);
+  const editor = new Editor();
+  const ws = await workspace();
+  await writeFile(join(ws, "main.go"), "package main\n\nfunc needle() {}\n");
+  try {
+    await editor.connect(agent, async (ctx) => {
+      await initialize(ctx);
+      const { sessionId } = await newSession(ctx, ws);
+      await prompt(ctx, sessionId, call("search", { pattern: "func need" }));
+      assert.equal(editor.permissionRequests.length, 0, "search is in auto_allow");
+      let ups = editor.sessionUpdates(sessionId);
+      assert.equal(ups.find((u) => u.sessionUpdate === "tool_call").kind, "search");
+      assert.ok(text(ups, "agent_message_chunk").includes(PREFIX + "main.go:3: func needle() {}"));
+
+      await ctx.request(acp.methods.agent.session.setMode, { sessionId, modeId: "read-only" });
+      ups = editor.sessionUpdates(sessionId);
+      assert.deepEqual(ups.at(-1), { sessionUpdate: "current_mode_update", currentModeId: "read-only" });
+      await prompt(ctx, sessionId, call("write_file", { path: "main.go", content: "gone" }));
+      assert.equal(editor.permissionRequests.length, 0, "read-only refuses without asking");
+      assert.equal(await readFile(join(ws, "main.go"), "utf8"), "package main\n\nfunc needle() {}\n");
+      await assert.rejects(ctx.request(acp.methods.agent.session.setMode, { sessionId, modeId: "yolo" }), /unknown mode/);
+    });
+  } finally {
+    await stopAgent(agent);
+  }
+});
+
 test("a command runs in an editor terminal after permission", async () => {
   const agent = startAgent(MAIN);
   const editor = new Editor();
