@@ -22,11 +22,11 @@ import (
 	"tailscale.com/ipn/store/mem"
 )
 
-// The environment variables of `anvil-router acp`. Credentials come from
-// here only: a flag would show in the process list, the file is shared.
+// The credentials of `anvil-router acp` come from the environment only:
+// a flag would show in the process list, the file is shared.
 const (
-	envACPToken = "ANVIL_ROUTER_TOKEN"
-	envACPKey   = "ANVIL_API_KEY"
+	envACPToken = acp.EnvRouterToken
+	envACPKey   = acp.EnvAPIKey
 )
 
 // cmdACP runs the ACP agent on stdin/stdout; everything else it says goes
@@ -108,7 +108,7 @@ func cmdACP(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 // control server removes it when the agent exits, and no key is left on
 // disk.
 func joinAsAgent(ctx context.Context, log *slog.Logger) (*tsrouter.Node, string, error) {
-	authKey := os.Getenv("TS_AUTHKEY")
+	authKey := os.Getenv(acp.EnvTSAuthKey)
 	if authKey == "" {
 		return nil, "", usageError{errors.New("--tsnet needs TS_AUTHKEY (an ephemeral, pre-authorised key is best)")}
 	}

@@ -36,6 +36,14 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
+// The environment variables holding the agent's credentials. They are
+// read by the command only, and never passed on to MCP servers.
+const (
+	EnvRouterToken = "ANVIL_ROUTER_TOKEN"
+	EnvAPIKey      = "ANVIL_API_KEY"
+	EnvTSAuthKey   = "TS_AUTHKEY"
+)
+
 // Options configure an Agent.
 type Options struct {
 	// Config is the [acp] table (config.DefaultACP without a file).
@@ -172,7 +180,7 @@ func (a *Agent) initialize(params json.RawMessage) (any, error) {
 	}
 	a.mu.Lock()
 	a.initialized = true
-	a.caps = clientCaps(p.ClientCapabilities)
+	a.caps = p.ClientCapabilities
 	a.mu.Unlock()
 	c := a.opts.Config
 	version := c.Agent.Version

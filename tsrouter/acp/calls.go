@@ -9,6 +9,10 @@ import (
 	"slices"
 )
 
+// maxToolResult bounds what one tool call hands the model (a huge file
+// or command output would fill its context and the session record).
+const maxToolResult = 256 << 10
+
 // changingKinds are refused in the read-only mode.
 var changingKinds = []string{"edit", "delete", "move", "execute"}
 
@@ -107,6 +111,9 @@ func (a *Agent) runTool(ctx context.Context, s *session, tc toolCall) string {
 			return fail(re.Message)
 		}
 		return fail(err.Error())
+	}
+	if len(out) > maxToolResult {
+		out = out[:maxToolResult] + fmt.Sprintf("\n[truncated: %d bytes in all]", len(out))
 	}
 	content := run.content
 	if content == nil {

@@ -79,10 +79,7 @@ func (a *Agent) spawnMCP(ctx context.Context, client *mcp.Client, cwd string, sr
 	cmd := exec.Command(srv.Command, srv.Args...)
 	cmd.Dir = cwd
 	cmd.Stderr = a.opts.MCPStderr
-	cmd.Env = os.Environ()
-	for _, e := range srv.Env {
-		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
-	}
+	cmd.Env = mcpEnviron(os.Environ(), srv.Env)
 	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -148,4 +145,22 @@ func (b *mcpBridge) tools() []*tool {
 		}
 	}
 	return out
+}
+
+// mcpEnviron is an MCP server's environment: the agent's without its
+// credentials (an MCP server is third-party code and gets no router token,
+// API key or tailnet auth key), plus what the editor set for the server.
+func mcpEnviron(environ []string, extra []envVar) []string {
+	var env []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if name == EnvRouterToken || name == EnvAPIKey || name == EnvTSAuthKey {
+			continue
+		}
+		env = append(env, kv)
+	}
+	for _, e := range extra {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return env
 }

@@ -11,17 +11,12 @@ const ProtocolVersion = 1
 // fields are omitted when empty.
 
 type initializeRequest struct {
-	ProtocolVersion    int `json:"protocolVersion"`
-	ClientCapabilities struct {
-		FS struct {
-			ReadTextFile  bool `json:"readTextFile"`
-			WriteTextFile bool `json:"writeTextFile"`
-		} `json:"fs"`
-		Terminal bool `json:"terminal"`
-	} `json:"clientCapabilities"`
+	ProtocolVersion    int        `json:"protocolVersion"`
+	ClientCapabilities clientCaps `json:"clientCapabilities"`
 }
 
-type clientCaps = struct {
+// clientCaps are the editor's capabilities the agent acts on.
+type clientCaps struct {
 	FS struct {
 		ReadTextFile  bool `json:"readTextFile"`
 		WriteTextFile bool `json:"writeTextFile"`

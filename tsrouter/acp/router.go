@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -298,5 +297,3 @@ func readStream(ctx context.Context, body io.Reader, h streamHandler) (*completi
 	}
 	return &out, nil
 }
-
-var errCancelled = errors.New("cancelled")

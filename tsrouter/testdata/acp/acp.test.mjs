@@ -248,13 +248,20 @@ test("an MCP server's tool is called through the bridge", async () => {
   try {
     await editor.connect(agent, async (ctx) => {
       await initialize(ctx);
-      const mcp = { name: "everything", command: process.execPath, args: [server, "stdio"], env: [] };
+      const mcp = { name: "everything", command: process.execPath, args: [server, "stdio"], env: [{ name: "FROM_EDITOR", value: "yes" }] };
       const { sessionId } = await newSession(ctx, await workspace(), [mcp]);
       editor.permissionAnswers.push("allow-once");
       const res = await prompt(ctx, sessionId, call("mcp__everything__echo", { message: "through the bridge" }));
       assert.equal(res.stopReason, "end_turn");
       assert.equal(editor.permissionRequests[0].toolCall.kind, "other", "MCP tools ask under ask_always");
       assert.ok(text(editor.sessionUpdates(sessionId), "agent_message_chunk").includes(PREFIX + "Echo: through the bridge"));
+      // The server runs with the editor's env and without the agent's
+      // credentials.
+      editor.permissionAnswers.push("allow-once");
+      await prompt(ctx, sessionId, call("mcp__everything__get-env", {}));
+      const said = text(editor.sessionUpdates(sessionId), "agent_message_chunk");
+      assert.ok(said.includes('"FROM_EDITOR": "yes"'), "the editor's env reaches the server");
+      assert.ok(!said.includes(env("ANVIL_TOKEN")) && !said.includes(env("ANVIL_KEY")), "no credential reaches the MCP server");
       // Servers outside allowed_servers are refused.
       await assert.rejects(newSession(ctx, await workspace(), [{ ...mcp, name: "other" }]), /allowed_servers/);
     });
