@@ -4,9 +4,9 @@
 //	TS_AUTHKEY=... anvil-router serve --config router.toml
 //	anvil-router serve --config router.toml --dev-listen 127.0.0.1:8000
 //	anvil-router check --config router.toml
-//	anvil-router acp [--config agent.toml] [--router http://anvil | --tsnet]
 //	anvil-router demo
 //	anvil-router version
+//	anvil-router acp [--config agent.toml] [--router http://anvil | --tsnet]
 package main
 
 import (
@@ -47,14 +47,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
-	case "acp":
-		err = cmdACP(rest, os.Stdin, stdout, stderr)
 	case "demo":
 		err = cmdDemo(rest, stdout, stderr)
 	case "healthcheck":
 		err = cmdHealthcheck(rest, stdout, stderr)
 	case "keys":
 		err = cmdKeys(rest, stdout, stderr)
+	case "acp":
+		err = cmdACP(rest, os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "anvil-router", versionString())
 		return 0
@@ -96,10 +96,10 @@ Commands:
   serve        join the tailnet and serve the router there
                (--dev-listen 127.0.0.1:PORT: loopback only, no tailnet)
   check        validate a config file and print its routes
-  acp          a coding agent for ACP editors (Zed, JetBrains, Neovim) on
-               stdin/stdout, using the router's models
   healthcheck  exit 0 if the router's loopback /healthz answers 200
   keys         create or list API keys in the runtime key store
+  acp          a coding agent for ACP editors (Zed, JetBrains, Neovim) on
+               stdin/stdout, using the router's models
   demo         run a fake model serve and the router on 127.0.0.1:8000
   version      print the version
 
