@@ -91,7 +91,7 @@ func cmdACP(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		client = node.TSNet().HTTPClient()
 	}
 	agent, err := acp.New(acp.Options{
-		Config:    cfg,
+		Config:    agentConfig(cfg),
 		Router:    &acp.Router{BaseURL: *routerURL, Client: client, Token: os.Getenv(envACPToken), Key: os.Getenv(envACPKey)},
 		Log:       log,
 		Version:   versionString(),
@@ -146,4 +146,20 @@ func stdioMode(args []string) ([]string, bool) {
 		}
 	}
 	return nil, false
+}
+
+// agentConfig hands the agent its part of the [acp] table. The conversions
+// of the nested tables keep both sides' fields in step (a field added to
+// one and not the other does not compile).
+func agentConfig(c config.ACP) acp.Config {
+	return acp.Config{
+		Agent:           acp.AgentInfo(c.Agent),
+		Capabilities:    acp.Capabilities(c.Capabilities),
+		DefaultModel:    c.DefaultModel,
+		SystemPrompt:    c.SystemPrompt,
+		CodingAgentMode: c.CodingAgentMode,
+		Permissions:     acp.Permissions(c.Permissions),
+		Sessions:        acp.Sessions(c.Sessions),
+		MCP:             acp.MCPLimits(c.MCP),
+	}
 }

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/anvil-serving/anvil-router/tsrouter/acp"
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // TestACPCommand: the acp subcommand's refusals happen before any
@@ -58,5 +61,21 @@ func TestACPCommand(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, %q, stderr with %q", code, stdout.String(), stderr.String(), tc.code, tc.stdout, tc.stderrPart)
 			}
 		})
+	}
+}
+
+// The agent's policy names are the config's: a policy read from the file
+// must mean the same to the agent.
+func TestAgentConfigPolicies(t *testing.T) {
+	for _, p := range [][2]string{{config.ACPAskAlways, acp.PolicyAskAlways}, {config.ACPAllowRead, acp.PolicyAllowRead}, {config.ACPAllowAll, acp.PolicyAllowAll}} {
+		if p[0] != p[1] {
+			t.Errorf("config policy %q is %q for the agent", p[0], p[1])
+		}
+	}
+	c := config.DefaultACP()
+	c.DefaultModel = "chat"
+	got := agentConfig(c)
+	if got.DefaultModel != "chat" || got.Permissions.DefaultPolicy != acp.PolicyAskAlways || got.Sessions.MaxConcurrent != 10 || !got.Capabilities.MCP {
+		t.Errorf("agentConfig(defaults) = %+v", got)
 	}
 }

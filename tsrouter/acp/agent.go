@@ -32,8 +32,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // The environment variables holding the agent's credentials. They are
@@ -46,8 +44,8 @@ const (
 
 // Options configure an Agent.
 type Options struct {
-	// Config is the [acp] table (config.DefaultACP without a file).
-	Config config.ACP
+	// Config is the agent's part of the [acp] table.
+	Config Config
 	// Router is how the agent reaches the models.
 	Router *Router
 	// Log receives diagnostics; it must not write to the protocol stream.
@@ -203,7 +201,7 @@ func (a *Agent) initialize(params json.RawMessage) (any, error) {
 	}, nil
 }
 
-func agentInfo(ag config.ACPAgent, version string) implementation {
+func agentInfo(ag AgentInfo, version string) implementation {
 	info := implementation{Name: ag.Name, Title: ag.Name, Version: version}
 	if ag.Description != "" {
 		info.Meta = map[string]string{"description": ag.Description}

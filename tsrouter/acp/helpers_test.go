@@ -11,8 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
+	"time"
 )
 
 // testEditor is a minimal editor on the other end of the agent's pipes:
@@ -63,7 +62,7 @@ func (e *testEditor) kinds() []string {
 
 // startAgent runs an agent against router on in-memory pipes and returns
 // the connected editor.
-func startAgent(t *testing.T, cfg config.ACP, router string) *testEditor {
+func startAgent(t *testing.T, cfg Config, router string) *testEditor {
 	t.Helper()
 	a, err := New(Options{Config: cfg, Router: &Router{BaseURL: router, Client: http.DefaultClient, Token: "tok-secret"}, Log: slog.New(slog.DiscardHandler), Version: "test"})
 	if err != nil {
@@ -148,11 +147,20 @@ func toolFrame(name, args string) string {
 	return `{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"` + name + `","arguments":` + string(b) + `}}]}}]}`
 }
 
-func testConfig() config.ACP {
-	c := config.DefaultACP()
-	c.Enabled = true
-	c.DefaultModel = "m"
-	return c
+// testConfig is the spec's defaults with a model.
+func testConfig() Config {
+	return Config{
+		Agent:        AgentInfo{Name: "anvil-router"},
+		Capabilities: Capabilities{LoadSession: true, MCP: true},
+		DefaultModel: "m",
+		Permissions:  defaultPermissions(),
+		Sessions:     Sessions{MaxConcurrent: 10, IdleTimeout: time.Hour, Storage: "memory"},
+		MCP:          MCPLimits{MaxConnectionsPerSession: 5, ServerSpawnTimeout: 10 * time.Second},
+	}
+}
+
+func defaultPermissions() Permissions {
+	return Permissions{DefaultPolicy: PolicyAskAlways, AutoAllow: []string{"read", "search", "think"}, AlwaysAsk: []string{"edit", "delete", "execute"}}
 }
 
 func joined(ss []string) string { return strings.Join(ss, ",") }

@@ -2,8 +2,6 @@ package acp
 
 import (
 	"slices"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // verdict is what the policy says about one tool call before asking.
@@ -28,7 +26,7 @@ var readOnlyKinds = []string{"read", "search", "think"}
 //  4. default_policy: allow_all runs everything, allow_read runs the
 //     read-only kinds (read, search, think), ask_always asks.
 type policy struct {
-	cfg config.ACPPermissions
+	cfg Permissions
 }
 
 func (p policy) decide(kind string, remembered map[string]bool, tool string) verdict {
@@ -45,9 +43,9 @@ func (p policy) decide(kind string, remembered map[string]bool, tool string) ver
 		return allow
 	}
 	switch p.cfg.DefaultPolicy {
-	case config.ACPAllowAll:
+	case PolicyAllowAll:
 		return allow
-	case config.ACPAllowRead:
+	case PolicyAllowRead:
 		if slices.Contains(readOnlyKinds, kind) {
 			return allow
 		}

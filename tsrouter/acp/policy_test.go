@@ -1,17 +1,13 @@
 package acp
 
-import (
-	"testing"
-
-	"github.com/anvil-serving/anvil-router/tsrouter/config"
-)
+import "testing"
 
 func TestPolicy(t *testing.T) {
-	def := config.DefaultACP().Permissions
-	with := func(policy string) config.ACPPermissions { p := def; p.DefaultPolicy = policy; return p }
+	def := defaultPermissions()
+	with := func(policy string) Permissions { p := def; p.DefaultPolicy = policy; return p }
 	cases := []struct {
 		name       string
-		perms      config.ACPPermissions
+		perms      Permissions
 		kind, tool string
 		remembered map[string]bool
 		want       verdict
@@ -21,11 +17,11 @@ func TestPolicy(t *testing.T) {
 		{"edit asks", def, "edit", "write_file", nil, ask},
 		{"execute asks", def, "execute", "run_command", nil, ask},
 		{"other asks under ask_always", def, "other", "mcp__x__y", nil, ask},
-		{"allow_all runs other", with(config.ACPAllowAll), "other", "mcp__x__y", nil, allow},
-		{"allow_all still asks always_ask kinds", with(config.ACPAllowAll), "edit", "write_file", nil, ask},
-		{"allow_read asks for fetch", with(config.ACPAllowRead), "fetch", "f", nil, ask},
-		{"allow_read runs think", config.ACPPermissions{DefaultPolicy: config.ACPAllowRead}, "think", "update_plan", nil, allow},
-		{"ask_always without lists asks reads", config.ACPPermissions{DefaultPolicy: config.ACPAskAlways}, "read", "read_file", nil, ask},
+		{"allow_all runs other", with(PolicyAllowAll), "other", "mcp__x__y", nil, allow},
+		{"allow_all still asks always_ask kinds", with(PolicyAllowAll), "edit", "write_file", nil, ask},
+		{"allow_read asks for fetch", with(PolicyAllowRead), "fetch", "f", nil, ask},
+		{"allow_read runs think", Permissions{DefaultPolicy: PolicyAllowRead}, "think", "update_plan", nil, allow},
+		{"ask_always without lists asks reads", Permissions{DefaultPolicy: PolicyAskAlways}, "read", "read_file", nil, ask},
 		{"allow-always remembered", def, "edit", "write_file", map[string]bool{"write_file": true}, allow},
 		{"reject-always remembered", def, "read", "read_file", map[string]bool{"read_file": false}, reject},
 		{"remembered for another tool only", def, "edit", "write_file", map[string]bool{"run_command": true}, ask},
