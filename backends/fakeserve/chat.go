@@ -192,7 +192,10 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 		// A tool round trip's last leg: answer with text (toolresult.go).
 		c.tool, c.quote = "", quoteDeltas(result)
 	}
-	if c.tool != "" && p.opts.ParallelTools {
+	if name, args, ok := scriptedCall(body, req); ok && c.quote == nil {
+		c.tool, c.args = name, args
+	}
+	if c.tool != "" && p.opts.ParallelTools && c.args == "" {
 		c.calls = req.toolNames()
 	}
 	c.bufs.id = append(c.bufs.id[:0], "chatcmpl-"...)
@@ -248,6 +251,9 @@ type chat struct {
 	// calls, with Options.ParallelTools, names every tool to call
 	// (reasoning.go).
 	calls []string
+	// args, if set, are the arguments of the tool call instead of
+	// toolArgs: a call scripted by the prompt (script.go).
+	args string
 }
 
 // contentCount is the number of deltas the answer carries and its finish
@@ -328,6 +334,9 @@ func (c *chat) stream() outcome {
 		first = append(first, `,"arguments":""}}]}`...)
 		first = append(first, choiceEnd...)
 		frames = append([][]byte{first}, toolArgFrames...)
+		if c.args != "" {
+			frames = append([][]byte{first}, scriptedArgFrame(c.args))
+		}
 		if c.calls != nil {
 			frames = parallelFrames(c.calls)
 		}
@@ -440,7 +449,11 @@ func (c *chat) complete() outcome {
 			b = append(b, `","type":"function","function":{"name":`...)
 			b = append(b, jsonString(c.tool)...)
 			b = append(b, `,"arguments":`...)
-			b = append(b, jsonString(toolArgs)...)
+			args := toolArgs
+			if c.args != "" {
+				args = c.args
+			}
+			b = append(b, jsonString(args)...)
 			b = append(b, `}}]}`...)
 		}
 	} else if c.quote != nil {

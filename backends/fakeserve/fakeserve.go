@@ -17,6 +17,9 @@
 // tool_choice "none" gets content) with the arguments {"city":"Paris"}; a
 // request whose last message is a tool result is answered with text quoting
 // it ([ToolResultPrefix] + the result), which ends a client's tool loop.
+// A prompt can script the call instead (script.go): a line
+// "fake:call NAME {args}" in the last user message calls that tool with
+// those arguments, and "fake:text" gets text although tools are declared.
 //
 // POST /v1/messages answers Anthropic Messages requests the same way, with
 // Anthropic's framing, errors and failure modes (anthropic.go).

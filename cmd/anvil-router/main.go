@@ -7,6 +7,7 @@
 //	anvil-router init [--ports 8000,30000] [--out router.toml] [--compose compose.yaml]
 //	anvil-router demo
 //	anvil-router version
+//	anvil-router acp [--config agent.toml] [--router http://anvil | --tsnet]
 package main
 
 import (
@@ -40,7 +41,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "serve":
-		err = cmdServe(rest, stderr)
+		if acpArgs, ok := stdioMode(rest); ok {
+			err = cmdACP(acpArgs, os.Stdin, stdout, stderr)
+		} else {
+			err = cmdServe(rest, stderr)
+		}
 	case "check":
 		err = cmdCheck(rest, stdout, stderr)
 	case "init":
@@ -51,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdHealthcheck(rest, stdout, stderr)
 	case "keys":
 		err = cmdKeys(rest, stdout, stderr)
+	case "acp":
+		err = cmdACP(rest, os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "anvil-router", versionString())
 		return 0
@@ -96,6 +103,8 @@ Commands:
                (--compose FILE: also add the router service to their compose file)
   healthcheck  exit 0 if the router's loopback /healthz answers 200
   keys         create or list API keys in the runtime key store
+  acp          a coding agent for ACP editors (Zed, JetBrains, Neovim) on
+               stdin/stdout, using the router's models
   demo         run a fake model serve and the router on 127.0.0.1:8000
   version      print the version
 

@@ -64,7 +64,7 @@ func Load(path string) (*Config, error) {
 // Parse validates a router config document; name is used in messages only.
 // It reports every problem it finds, as a *Error, and returns a Config only
 // when there are none. Top-level keys other than [server], [router],
-// [tailnet], [api_keys] and [admin] belong to other tools and are ignored.
+// [tailnet], [api_keys], [admin] and [acp] belong to other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
@@ -85,6 +85,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	if a, ok := root.sub("admin"); ok {
 		cfg.Admin = parseAdmin(a)
+	}
+	cfg.ACP = DefaultACP()
+	if a, ok := root.sub("acp"); ok {
+		cfg.ACP = parseACP(a)
 	}
 	if r, ok := root.sub("router"); ok {
 		cfg.Router = parseRouter(r)

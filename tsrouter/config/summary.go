@@ -42,6 +42,9 @@ func (c *Config) Summary() string {
 		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "%d purpose models, %d audio routes\n", len(c.Router.PurposeModels), len(c.Router.AudioRoutes))
+	if c.ACP.Present {
+		b.WriteString(c.ACP.Summary())
+	}
 	return b.String()
 }
 

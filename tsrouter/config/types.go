@@ -21,6 +21,8 @@ type Config struct {
 	// APIKeys holds [api_keys]; Admin holds [admin].
 	APIKeys APIKeys
 	Admin   Admin
+	// ACP holds [acp]: the `anvil-router acp` coding agent (acp.go).
+	ACP ACP
 }
 
 // Server is the [server] table. Unknown keys are rejected.
