@@ -89,7 +89,10 @@ type APIKey struct {
 	Scopes         []Scope
 	// RateLimit is requests per minute; 0 means none.
 	RateLimit int
-	Enabled   bool
+	// MaxConcurrency caps the key's requests in flight at once; 0 means
+	// the router's default share.
+	MaxConcurrency int
+	Enabled        bool
 	// ExpiresAt is when the key stops working; zero means never.
 	ExpiresAt time.Time
 	// AllowedBackends names the backend ids (chat tiers, purpose models,
@@ -271,6 +274,9 @@ func NewKeySet(keys []APIKey, knownBackends []string) (*KeySet, []string, error)
 				bad("unknown scope %q", sc)
 			}
 		}
+		if k.MaxConcurrency < 0 {
+			bad("max_concurrency must be >= 0")
+		}
 		if k.RateLimit < 0 {
 			bad("rate_limit must be >= 0")
 		}
@@ -364,6 +370,7 @@ type KeyUpdate struct {
 	Description     *string    `json:"description"`
 	Scopes          *[]string  `json:"scopes"`
 	RateLimit       *int       `json:"rate_limit"`
+	MaxConcurrency  *int       `json:"max_concurrency"`
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends *[]string  `json:"allowed_backends"`
@@ -386,6 +393,12 @@ func (u KeyUpdate) Apply(k APIKey) (APIKey, error) {
 		k.Scopes = sc
 	} else {
 		k.Scopes = slices.Clone(k.Scopes)
+	}
+	if u.MaxConcurrency != nil {
+		if *u.MaxConcurrency < 0 {
+			return k, errors.New("max_concurrency must be >= 0")
+		}
+		k.MaxConcurrency = *u.MaxConcurrency
 	}
 	if u.RateLimit != nil {
 		if *u.RateLimit < 0 {

@@ -23,6 +23,7 @@ type KeyRecord struct {
 	Description    string   `toml:"description"`
 	Scopes         []string `toml:"scopes"`
 	RateLimit      int      `toml:"rate_limit"`
+	MaxConcurrency int      `toml:"max_concurrency"`
 	Enabled        *bool    `toml:"enabled"` // absent: true
 	// ExpiresAt is a TOML offset date-time (2025-12-31T23:59:59Z) or an
 	// RFC 3339 string ("2025-12-31T23:59:59Z", as the seed writes it);
@@ -69,6 +70,7 @@ func (r KeyRecord) APIKey(source string, lookup func(string) (string, bool)) (AP
 		Description:     r.Description,
 		Scopes:          scopes,
 		RateLimit:       r.RateLimit,
+		MaxConcurrency:  r.MaxConcurrency,
 		Enabled:         r.Enabled == nil || *r.Enabled,
 		ExpiresAt:       exp,
 		AllowedBackends: r.AllowedBackends,

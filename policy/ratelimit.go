@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"sync"
 	"time"
 )
@@ -159,4 +160,68 @@ func RetryAfterSeconds(d time.Duration) int {
 		return 1
 	}
 	return s
+}
+
+// InFlightCap is one bucket of requests in flight: a node's or a key's.
+type InFlightCap struct {
+	Bucket string
+	// Max is the cap; 0 means none.
+	Max int
+}
+
+// InFlightCaps are the in-flight buckets a request of p holds a place in:
+// the node's, at its grants' max_concurrency or else share, and the key's,
+// at the key's max_concurrency or else share. So one caller — a node, or
+// a key shared by many — cannot take every slot of the router. Callers
+// without a tailnet identity (the loopback listeners) have no node bucket.
+func (p *Principal) InFlightCaps(share int) [2]InFlightCap {
+	var c [2]InFlightCap
+	if id := p.Identity; id != nil {
+		name := id.Node
+		if name == "" {
+			name = id.IP.String()
+		}
+		c[0] = InFlightCap{Bucket: "node:" + name, Max: cmp.Or(p.MaxConcurrency, share)}
+	}
+	if k := p.Key; k != nil {
+		c[1] = InFlightCap{Bucket: "key:" + k.ID, Max: cmp.Or(k.MaxConcurrency, share)}
+	}
+	return c
+}
+
+// InFlight counts requests in flight per bucket.
+type InFlight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// NewInFlight returns an empty counter.
+func NewInFlight() *InFlight { return &InFlight{n: map[string]int{}} }
+
+// Acquire takes a place in every capped bucket of caps, or in none, and
+// returns the release; ok is false when a bucket is full.
+func (f *InFlight) Acquire(caps []InFlightCap) (release func(), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range caps {
+		if c.Max > 0 && f.n[c.Bucket] >= c.Max {
+			return nil, false
+		}
+	}
+	for _, c := range caps {
+		if c.Max > 0 {
+			f.n[c.Bucket]++
+		}
+	}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, c := range caps {
+			if c.Max > 0 {
+				if f.n[c.Bucket]--; f.n[c.Bucket] <= 0 {
+					delete(f.n, c.Bucket)
+				}
+			}
+		}
+	}, true
 }

@@ -44,6 +44,9 @@ type Grant struct {
 	Models []string `json:"models"`
 	Admin  bool     `json:"admin"`
 	RPM    int      `json:"rpm"`
+	// MaxConcurrency caps the caller's requests in flight at once (0 or
+	// absent: the router's default share).
+	MaxConcurrency int `json:"max_concurrency"`
 }
 
 // TailnetRules are the operator's [tailnet] admission settings.
@@ -70,6 +73,9 @@ type Principal struct {
 	Admin bool
 	// RPM is the most generous grant limit; 0 means unlimited.
 	RPM int
+	// MaxConcurrency is the most generous grant's cap on requests in
+	// flight; 0 means the router's default share.
+	MaxConcurrency int
 	// Key is the API key the request authenticated with, nil if none. Set
 	// it with ApplyKey: a restricted key then also bounds MayUseModel.
 	Key *APIKey
@@ -126,6 +132,7 @@ func Authorize(rules TailnetRules, id *Identity) (*Principal, error) {
 		if i == 0 || g.RPM == 0 || (p.RPM != 0 && g.RPM > p.RPM) {
 			p.RPM = g.RPM
 		}
+		p.MaxConcurrency = max(p.MaxConcurrency, g.MaxConcurrency)
 	}
 	return p, nil
 }
@@ -145,6 +152,9 @@ func ParseGrant(raw json.RawMessage) (Grant, error) {
 	}
 	if g.RPM < 0 {
 		return Grant{}, errors.New("rpm must be >= 0")
+	}
+	if g.MaxConcurrency < 0 {
+		return Grant{}, errors.New("max_concurrency must be >= 0")
 	}
 	for i, m := range g.Models {
 		m = strings.ToLower(strings.TrimSpace(m))

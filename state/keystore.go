@@ -44,6 +44,7 @@ type storedKey struct {
 	Description     string    `json:"description,omitempty"`
 	Scopes          []string  `json:"scopes"`
 	RateLimit       int       `json:"rate_limit,omitempty"`
+	MaxConcurrency  int       `json:"max_concurrency,omitempty"`
 	Enabled         bool      `json:"enabled"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
 	AllowedBackends []string  `json:"allowed_backends,omitempty"`
@@ -121,6 +122,7 @@ func SaveKeyStore(path string, keys []policy.APIKey) error {
 			Description:     k.Description,
 			Scopes:          make([]string, len(k.Scopes)),
 			RateLimit:       k.RateLimit,
+			MaxConcurrency:  k.MaxConcurrency,
 			Enabled:         k.Enabled,
 			ExpiresAt:       k.ExpiresAt.UTC(),
 			AllowedBackends: k.AllowedBackends,
@@ -160,6 +162,7 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 		Description:     s.Description,
 		Scopes:          scopes,
 		RateLimit:       s.RateLimit,
+		MaxConcurrency:  s.MaxConcurrency,
 		Enabled:         s.Enabled,
 		ExpiresAt:       s.ExpiresAt,
 		AllowedBackends: s.AllowedBackends,

@@ -20,6 +20,7 @@ type keyView struct {
 	Description     string     `json:"description,omitempty"`
 	Scopes          []string   `json:"scopes"`
 	RateLimit       int        `json:"rate_limit,omitempty"`
+	MaxConcurrency  int        `json:"max_concurrency,omitempty"`
 	Enabled         bool       `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
@@ -29,7 +30,7 @@ type keyView struct {
 
 func viewOf(k policy.APIKey, secret string) keyView {
 	v := keyView{ID: k.ID, Key: k.Masked(), UserID: k.UserID, OrganizationID: k.OrganizationID, Name: k.Name,
-		Description: k.Description, RateLimit: k.RateLimit, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Source: k.Source}
+		Description: k.Description, RateLimit: k.RateLimit, MaxConcurrency: k.MaxConcurrency, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Source: k.Source}
 	if secret != "" {
 		v.Key = secret
 	}
@@ -149,6 +150,7 @@ type createKeyRequest struct {
 	Description     string     `json:"description"`
 	Scopes          []string   `json:"scopes"`
 	RateLimit       int        `json:"rate_limit"`
+	MaxConcurrency  int        `json:"max_concurrency"`
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
@@ -172,7 +174,7 @@ func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
 		req.ID = "key-" + s[len(s)-12:]
 	}
 	k := policy.APIKey{ID: req.ID, UserID: req.UserID, OrganizationID: req.OrganizationID, Name: req.Name,
-		Description: req.Description, Scopes: scopes, RateLimit: req.RateLimit, Enabled: req.Enabled == nil || *req.Enabled,
+		Description: req.Description, Scopes: scopes, RateLimit: req.RateLimit, MaxConcurrency: req.MaxConcurrency, Enabled: req.Enabled == nil || *req.Enabled,
 		AllowedBackends: req.AllowedBackends}
 	if req.ExpiresAt != nil {
 		k.ExpiresAt = *req.ExpiresAt

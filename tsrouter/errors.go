@@ -74,6 +74,7 @@ var (
 	kindServeUnprocess  = declare(http.StatusUnprocessableEntity, "invalid_request_error")
 	kindAudioMode       = declare(http.StatusUnprocessableEntity, "unsupported_audio_mode")
 	kindRateLimited     = declare(http.StatusTooManyRequests, "rate_limit_exceeded")
+	kindCallerBusy      = declare(http.StatusTooManyRequests, "concurrency_limit_exceeded")
 	kindInternal        = declare(http.StatusInternalServerError, "internal_error")
 	kindUpstream        = declare(http.StatusBadGateway, "upstream_error")
 	kindBusy            = declare(http.StatusServiceUnavailable, "server_busy")
@@ -123,6 +124,7 @@ var (
 	errAdminForbidden = newError(kindForbidden, "admin permission required")
 	errBusy           = &apiError{kind: kindBusy, Message: "server busy; try again later", Close: true}
 	errMgmtBusy       = newError(kindBusy, "management busy; try again later")
+	errCallerBusy     = &apiError{kind: kindCallerBusy, Message: "too many requests of this caller in flight; retry when one ends", RetryAfter: "1"}
 	errMutationBusy   = newError(kindBusy, "transition mutation busy")
 	errTransitionFail = newError(kindTransitionFail, "transition failed")
 	errTooLarge       = &apiError{kind: kindTooLarge, Message: "request body too large", Close: true}

@@ -269,3 +269,52 @@ func TestPausingReaderDoesNotBlameTheServe(t *testing.T) {
 		t.Errorf("stream did not end cleanly after the pause: …%q\naudit: %s", rest[max(0, len(rest)-200):], logs.String())
 	}
 }
+
+// TestOneCallerCannotTakeEverySlot: a caller's requests in flight are
+// capped (its key's max_concurrency here; the share by default), so others
+// keep being served while it saturates its own share.
+func TestOneCallerCannotTakeEverySlot(t *testing.T) {
+	fake, url := startFake(t, fakeserve.Options{Mode: fakeserve.ModeHang})
+	cfg := keysConfig(url, "permissive") + `
+[[api_keys.api_keys]]
+key = "sk-greedy-0123456789abcdef"
+id = "key-greedy"
+user_id = "u"
+organization_id = "o"
+scopes = ["read", "write"]
+max_concurrency = 2
+`
+	base := startRouter(t, cfg, routerOpts{slots: 8, env: map[string]string{"PARTNER_KEY": partnerKey}})
+	greedy := []string{"Authorization", "Bearer sk-greedy-0123456789abcdef"}
+	for range 2 {
+		go func() {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"chat"}`))
+			req.Header.Set(greedy[0], greedy[1])
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+	for fake.Stats().InFlight < 2 {
+		select {
+		case <-t.Context().Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat"}`, greedy...)
+	body := readAll(t, resp)
+	if resp.StatusCode != 429 || !strings.Contains(body, "concurrency_limit_exceeded") || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("the key's third request: %d %s (Retry-After %q)", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	// Another caller is served meanwhile.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/v1/models", nil)
+	req.Header.Set("Authorization", "Bearer "+partnerKey)
+	other, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if readAll(t, other); other.StatusCode != 200 {
+		t.Errorf("another caller: %d", other.StatusCode)
+	}
+}

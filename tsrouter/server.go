@@ -49,6 +49,11 @@ type Options struct {
 	// AdminToken is [admin].auth_env's token; when set it replaces the
 	// router token as the admin credential (sent as X-Admin-Token).
 	AdminToken policy.Token
+	// CallerShare caps one caller's requests in flight — per tailnet node
+	// and per API key — unless its grant or key sets max_concurrency
+	// (default half of MaxConcurrency), so no one caller can starve the
+	// others.
+	CallerShare int
 	// BodyGrace and MinBodyRate bound how slowly a caller may send a
 	// request body: after BodyGrace (default 10 s) it must have kept
 	// MinBodyRate bytes a second on average (default 64 KiB/s), or it
@@ -92,6 +97,8 @@ type Handler struct {
 	keys        *KeyRing
 	adminToken  policy.Token
 	audioGW     *audioGateway
+	inFlight    *policy.InFlight
+	callerShare int
 	bodyGrace   time.Duration
 	minBodyRate int64
 	writeStall  time.Duration
@@ -152,6 +159,11 @@ func New(opts Options) *Handler {
 		n = DefaultMaxConcurrency
 	}
 	h.slots = make(chan struct{}, n)
+	h.inFlight = policy.NewInFlight()
+	h.callerShare = opts.CallerShare
+	if h.callerShare <= 0 {
+		h.callerShare = max(n/2, 1)
+	}
 	h.mgmt = make(chan struct{}, managementSlots)
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.buildMux()
@@ -272,6 +284,15 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		return
 	}
 	defer release()
+	if rt.pool == poolData {
+		caps := rec.principal.InFlightCaps(h.callerShare)
+		done, ok := h.inFlight.Acquire(caps[:])
+		if !ok {
+			h.fail(w, rt.env, errCallerBusy)
+			return
+		}
+		defer done()
+	}
 	if rt.noStore {
 		w.Header().Set("Cache-Control", "no-store")
 	}

@@ -20,7 +20,7 @@ var (
 	apiKeysTableKeys = []string{"mode", "api_keys", "api_keys_file", "store_path"}
 	keyRecordKeys    = []string{
 		"key", "id", "user_id", "organization_id", "name", "description",
-		"scopes", "rate_limit", "enabled", "expires_at", "allowed_backends",
+		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
 	}
 	adminTableKeys = []string{"auth_env"}
 )
@@ -61,6 +61,9 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	r.AllowedBackends = t.stringArray("allowed_backends")
 	if n, ok := t.integer("rate_limit"); ok {
 		r.RateLimit = int(n)
+	}
+	if n, ok := t.integer("max_concurrency"); ok {
+		r.MaxConcurrency = int(n)
 	}
 	if b, ok := t.boolean("enabled"); ok {
 		r.Enabled = &b
