@@ -14,7 +14,8 @@ import (
 
 // callerAPI adapts one caller-facing API to the inference pipeline: it
 // turns the caller's body into OpenAI Chat, and the serve's Chat reply and
-// events back into the caller's dialect.
+// events back into the caller's dialect (text completions, which no
+// dialect translates, keep their own body and reply).
 type callerAPI struct {
 	// env is the API's error envelope.
 	env envelope

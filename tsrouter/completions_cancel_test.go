@@ -111,6 +111,9 @@ func TestCompletionsRapidCancels(t *testing.T) {
 		wg.Go(func() {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
+			// The serve paces 50 deltas 100 ms apart: the first arrives
+			// at once only if every event is flushed as it comes.
+			start := time.Now()
 			resp := send(ctx, true)
 			if resp == nil {
 				t.Error("mid-stream: request failed")
@@ -120,6 +123,7 @@ func TestCompletionsRapidCancels(t *testing.T) {
 			if line, _ := bufio.NewReader(resp.Body).ReadString('\n'); !strings.HasPrefix(line, "data: {") {
 				t.Errorf("mid-stream: first line %q", line)
 			}
+			within(t, "the first streamed event", time.Since(start), 2*time.Second)
 		})
 	}
 	wg.Wait()

@@ -37,7 +37,8 @@ import (
 type inference struct {
 	body []byte
 	// chat is the request as OpenAI Chat: what the tier gates read and
-	// what a non-passthrough serve side prepares.
+	// what a non-passthrough serve side prepares (a text completion's own
+	// body, which the serve takes as it is).
 	chat *jsonobj.Object
 	// native is the caller's body parsed, for a passthrough.
 	native *jsonobj.Object
