@@ -69,7 +69,12 @@ func (s *Stream) Waited() time.Duration { return s.waited }
 // in-band error as its first event (SGLang's queue-full) — yields a
 // classified *Error and nothing has been sent to the caller.
 func (t *Tier) OpenStream(ctx context.Context, body []byte) (*Stream, error) {
-	x, err := t.open(ctx, body, true)
+	return t.openStream(ctx, t.endpoint(), body)
+}
+
+// openStream is OpenStream at endpoint e of the tier.
+func (t *Tier) openStream(ctx context.Context, e endpoint, body []byte) (*Stream, error) {
+	x, err := e.open(ctx, body, true)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,8 @@ type record struct {
 	reason, outcome          string
 	promptTokens, compTokens int
 	requestBytes             int
+	// kind is the decision record's kind ("" is chat).
+	kind string
 }
 
 // recorder captures the status and size of a response for the audit line.

@@ -14,7 +14,8 @@ import (
 
 // callerAPI adapts one caller-facing API to the inference pipeline: it
 // turns the caller's body into OpenAI Chat, and the serve's Chat reply and
-// events back into the caller's dialect.
+// events back into the caller's dialect (text completions, which no
+// dialect translates, keep their own body and reply).
 type callerAPI struct {
 	// env is the API's error envelope.
 	env envelope
@@ -30,6 +31,20 @@ type callerAPI struct {
 	reply func(q *inference, body []byte) (out []byte, prompt, completion int, _ error)
 	// relay is how the serve's stream reaches the caller.
 	relay func(q *inference) relay
+	// kind is the decision record's kind ("" is chat).
+	kind string
+	// serve chooses the serve side for a tier, or refuses the tier (nil:
+	// serveSideFor, every tier).
+	serve func(rec *record, tier *backends.Tier, q *inference) (serveSide, error)
+}
+
+// serveSide is how the request reaches tier, chosen once per request,
+// before the tier is admitted.
+func (a *callerAPI) serveSide(rec *record, tier *backends.Tier, q *inference) (serveSide, error) {
+	if a.serve != nil {
+		return a.serve(rec, tier, q)
+	}
+	return serveSideFor(tier, q), nil
 }
 
 var sseDone = []byte("data: [DONE]\n\n")
@@ -58,19 +73,137 @@ var chatAPI = &callerAPI{
 		q.promptTokens = len(req.Get("messages")) / 4
 		return nil
 	},
-	reply: func(q *inference, body []byte) ([]byte, int, int, error) {
-		p, c := backends.ReplyUsage(body)
-		return backends.RewriteModel(body, q.modelJSON), p, c, nil
-	},
-	relay: func(q *inference) relay {
-		return relay{
-			run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
-				return backends.RelayOpenAI(w, f, s, q.modelJSON)
-			},
-			done:       sseDone,
-			errorEvent: func() []byte { return streamErrorFrame(envOpenAI) },
+	reply: openAIReply,
+	relay: openAIRelay,
+}
+
+// openAIReply is an OpenAI-dialect serve's reply relayed as sent but for
+// the model, which echoes the caller's.
+func openAIReply(q *inference, body []byte) ([]byte, int, int, error) {
+	p, c := backends.ReplyUsage(body)
+	return backends.RewriteModel(body, q.modelJSON), p, c, nil
+}
+
+// openAIRelay relays an OpenAI-dialect serve's stream byte for byte but
+// for the model, then [DONE]; a break ends with one error frame instead.
+func openAIRelay(q *inference) relay {
+	return relay{
+		run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
+			return backends.RelayOpenAI(w, f, s, q.modelJSON)
+		},
+		done:       sseDone,
+		errorEvent: func() []byte { return streamErrorFrame(envOpenAI) },
+	}
+}
+
+// completionsAPI is POST /v1/completions, the legacy text completions API
+// of fill-in-the-middle autocomplete and evaluation harnesses. Only
+// OpenAI-dialect tiers serve it (vLLM and SGLang have the endpoint; there
+// is no faithful Messages form of a bare prompt with a suffix): the body
+// goes to the serve's /v1/completions edited like a chat body (model,
+// output cap, operator overrides), and the reply and stream come back as
+// the serve sent them but for the model. prompt and suffix are read for
+// the size estimate; every other field (echo, logprobs, stop, …) is the
+// serve's to judge.
+var completionsAPI = &callerAPI{
+	env:    envOpenAI,
+	native: "openai",
+	kind:   "completion",
+	parse: func(q *inference) error {
+		req, err := parseObject(q.body)
+		if err != nil {
+			return err
 		}
+		if q.modelJSON, q.alias, err = requestModel(req); err != nil {
+			return err
+		}
+		if q.stream, err = requestStream(req); err != nil {
+			return err
+		}
+		prompts, err := completionPrompts(req.Get("prompt"))
+		if err != nil {
+			return err
+		}
+		var suffix string
+		if v := req.Get("suffix"); v != nil && string(v) != "null" {
+			if v[0] != '"' || json.Unmarshal(v, &suffix) != nil {
+				return errBadRequest("suffix must be a string")
+			}
+		}
+		q.chat, q.native, q.text = req, req, true
+		// Each prompt is filled in before its suffix: both are prompt.
+		for _, p := range prompts {
+			n := p.tokens + backends.PromptEstimate(p.text, suffix)
+			q.promptTokens += n
+			q.promptMax = max(q.promptMax, n)
+		}
+		return nil
 	},
+	serve: func(rec *record, tier *backends.Tier, _ *inference) (serveSide, error) {
+		if !tier.HasCompletions() {
+			rec.decide("completions_unsupported", "skipped")
+			return nil, errNoCompletions(rec.alias).withDetail("text completion for a tier of dialect " + tier.Dialect)
+		}
+		return completionsServe{}, nil
+	},
+	reply: openAIReply,
+	relay: openAIRelay,
+}
+
+// completionPrompt is one prompt of a text completion: its text, or the
+// number of token ids it was sent as.
+type completionPrompt struct {
+	text   string
+	tokens int
+}
+
+// completionPrompts reads a completion's prompt: a string, an array of
+// strings (a batch), an array of token ids, or an array of token id
+// arrays (a batch).
+func completionPrompts(raw []byte) ([]completionPrompt, error) {
+	bad := errBadRequest("prompt must be a string, an array of strings, an array of token ids or an array of token id arrays")
+	if raw == nil || string(raw) == "null" {
+		return nil, errBadRequest("prompt is required")
+	}
+	var one string
+	if raw[0] == '"' {
+		if json.Unmarshal(raw, &one) != nil {
+			return nil, bad
+		}
+		return []completionPrompt{{text: one}}, nil
+	}
+	var items []json.RawMessage
+	if raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return nil, bad
+	}
+	if len(items) == 0 {
+		return nil, errBadRequest("prompt must not be an empty array")
+	}
+	var ids []int64
+	switch items[0][0] {
+	case '"':
+		out := make([]completionPrompt, len(items))
+		for i, it := range items {
+			if it[0] != '"' || json.Unmarshal(it, &out[i].text) != nil {
+				return nil, bad
+			}
+		}
+		return out, nil
+	case '[':
+		out := make([]completionPrompt, len(items))
+		for i, it := range items {
+			if json.Unmarshal(it, &ids) != nil || len(ids) == 0 {
+				return nil, bad
+			}
+			out[i].tokens = len(ids)
+		}
+		return out, nil
+	default:
+		if json.Unmarshal(raw, &ids) != nil {
+			return nil, bad
+		}
+		return []completionPrompt{{tokens: len(ids)}}, nil
+	}
 }
 
 // messagesAPI is POST /v1/messages (Anthropic Messages): translated to
@@ -184,6 +317,10 @@ func (h *Handler) messages(w *recorder, r *http.Request, rec *record) error {
 
 func (h *Handler) responses(w *recorder, r *http.Request, rec *record) error {
 	return h.infer(w, r, rec, responsesAPI)
+}
+
+func (h *Handler) completions(w *recorder, r *http.Request, rec *record) error {
+	return h.infer(w, r, rec, completionsAPI)
 }
 
 // countTokens serves POST /v1/messages/count_tokens: an estimate (the

@@ -29,8 +29,12 @@ func (h *Handler) recordChat(w *recorder, rec *record) {
 	if rec.outcome == "served" {
 		served = rec.tier
 	}
+	kind := rec.kind
+	if kind == "" {
+		kind = "chat"
+	}
 	h.decisions.Record(telemetry.Decision{
-		Kind:          "chat",
+		Kind:          kind,
 		Route:         rec.alias,
 		RequestedTier: rec.tier,
 		ServedTier:    served,

@@ -166,6 +166,13 @@ func errModelForbidden(model string) *apiError {
 	return newError(kindForbidden, "model "+strconv.Quote(model)+" is not permitted for this caller")
 }
 
+// errNoCompletions refuses a text completion for an alias whose tier
+// speaks Anthropic Messages, which has no text completions endpoint.
+func errNoCompletions(model string) *apiError {
+	return newError(kindBadRequest, "model "+strconv.Quote(model)+
+		" is served by an Anthropic-dialect tier, which has no text completions endpoint; use /v1/chat/completions or /v1/messages for it")
+}
+
 // errNoRoute never echoes the path: a caller may have put a secret in it.
 var errNoRoute = newError(kindNotFound, "no such endpoint")
 

@@ -1,6 +1,7 @@
 package tsrouter
 
 import (
+	"context"
 	"errors"
 	"io"
 	"mime"
@@ -13,8 +14,8 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 )
 
-// The inference pipeline. Chat Completions, Messages and Responses callers
-// take the same steps, in this order:
+// The inference pipeline. Chat Completions, Messages, Responses and text
+// Completions callers take the same steps, in this order:
 //
 //	read → parse (caller dialect → OpenAI Chat) → authorize the model →
 //	[input stage] → admit to the tier → open the upstream (serve dialect) →
@@ -36,7 +37,8 @@ import (
 type inference struct {
 	body []byte
 	// chat is the request as OpenAI Chat: what the tier gates read and
-	// what a non-passthrough serve side prepares.
+	// what a non-passthrough serve side prepares (a text completion's own
+	// body, which the serve takes as it is).
 	chat *jsonobj.Object
 	// native is the caller's body parsed, for a passthrough.
 	native *jsonobj.Object
@@ -53,6 +55,11 @@ type inference struct {
 	passthrough bool
 	// upInfo describes the request as translated for an Anthropic tier.
 	upInfo dialect.RequestInfo
+	// text marks a text completion: its context gate is promptMax, the
+	// estimate of its largest prompt (a list prompt is a batch of
+	// separate prompts, each of which must fit), not chat messages.
+	text      bool
+	promptMax int
 }
 
 // infer runs the pipeline for one caller dialect.
@@ -72,11 +79,16 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	rec.requestBytes = len(body)
 	// Until the serve reports usage, the prompt is the router's estimate.
 	rec.promptTokens = q.promptTokens
+	rec.kind = a.kind
 	q.passthrough = tier.Dialect == a.native
 	if q.passthrough && a.parseNative != nil {
 		if err := a.parseNative(q); err != nil {
 			return err
 		}
+	}
+	side, err := a.serveSide(rec, tier, q)
+	if err != nil {
+		return err
 	}
 	// Input stage: the request is parsed and authorized, nothing sent.
 	lease, err := h.admit(r, rec, tier, q)
@@ -86,7 +98,6 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	// The lease is held until this handler returns — after the whole
 	// stream — and released exactly once, however the request ends.
 	defer lease.Release()
-	side := serveSideFor(tier, q)
 	upBody, clamp, err := side.prepare(tier, q)
 	served := noteClamp(w, clamp)
 	if err != nil {
@@ -141,7 +152,7 @@ func (h *Handler) admit(r *http.Request, rec *record, tier *backends.Tier, q *in
 	case !tier.ToolSupport && q.toolStructure:
 		rec.decide("tools_unsupported", "skipped")
 		return nil, errToolsUnsupported(h.backends.ExhaustionStatus).withDetail("tools requested on a tier without tool support")
-	case tier.OverContext(q.chat):
+	case q.overContext(tier):
 		rec.decide("over_context", "skipped")
 		return nil, errOverContext.withDetail("prompt exceeds the tier's context window")
 	}
@@ -150,6 +161,15 @@ func (h *Handler) admit(r *http.Request, rec *record, tier *backends.Tier, q *in
 		return nil, h.upstreamFailed(rec, err)
 	}
 	return lease, nil
+}
+
+// overContext is the context-window gate: the prompt estimate against the
+// tier's context_limit, refused before the serve spends a prefill on it.
+func (q *inference) overContext(tier *backends.Tier) bool {
+	if q.text {
+		return tier.OverContextTokens(q.promptMax)
+	}
+	return tier.OverContext(q.chat)
 }
 
 // stream opens the serve's stream and, once its first event is in, commits
@@ -255,11 +275,11 @@ func serveSideFor(tier *backends.Tier, q *inference) serveSide {
 type nativeExchange struct{}
 
 func (nativeExchange) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
-	return completeJSON(r, rec, tier, body)
+	return completeJSON(r, rec, tier.Complete, body)
 }
 
 func (nativeExchange) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
-	return openStream(r, rec, tier, body)
+	return openStream(r, rec, tier.OpenStream, body)
 }
 
 // openAIServe is an OpenAI-dialect tier (vLLM, SGLang): the Chat request
@@ -302,7 +322,7 @@ func (anthropicServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backe
 }
 
 func (anthropicServe) complete(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Reply, error) {
-	reply, err := completeJSON(r, rec, tier, body)
+	reply, err := completeJSON(r, rec, tier.Complete, body)
 	if err != nil {
 		return nil, err
 	}
@@ -314,7 +334,7 @@ func (anthropicServe) complete(r *http.Request, rec *record, tier *backends.Tier
 }
 
 func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q *inference, body []byte) (*backends.Stream, error) {
-	s, err := openStream(r, rec, tier, body)
+	s, err := openStream(r, rec, tier.OpenStream, body)
 	if err != nil {
 		return nil, err
 	}
@@ -322,10 +342,31 @@ func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q 
 	return s, nil
 }
 
+// completionsServe is an OpenAI-dialect tier's text completions endpoint:
+// the caller's body with only the fields the router owns edited, the reply
+// and stream as the serve sent them.
+type completionsServe struct{}
+
+func (completionsServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
+	body, clamp := tier.PrepareOpenAI(q.chat)
+	return body, clamp, nil
+}
+
+func (completionsServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
+	return completeJSON(r, rec, tier.CompleteText, body)
+}
+
+func (completionsServe) open(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Stream, error) {
+	return openStream(r, rec, tier.OpenTextStream, body)
+}
+
+// sendFunc sends a request body to one endpoint of a tier.
+type sendFunc[T any] func(ctx context.Context, body []byte) (T, error)
+
 // completeJSON sends a non-streaming request and checks the reply is JSON.
-func completeJSON(r *http.Request, rec *record, tier *backends.Tier, body []byte) (*backends.Reply, error) {
+func completeJSON(r *http.Request, rec *record, send sendFunc[*backends.Reply], body []byte) (*backends.Reply, error) {
 	up := time.Now()
-	reply, err := tier.Complete(r.Context(), body)
+	reply, err := send(r.Context(), body)
 	rec.upstream = time.Since(up)
 	if err != nil {
 		return nil, err
@@ -338,9 +379,9 @@ func completeJSON(r *http.Request, rec *record, tier *backends.Tier, body []byte
 
 // openStream opens the serve's stream; it returns once the first event
 // is in (or the serve failed before sending one).
-func openStream(r *http.Request, rec *record, tier *backends.Tier, body []byte) (*backends.Stream, error) {
+func openStream(r *http.Request, rec *record, open sendFunc[*backends.Stream], body []byte) (*backends.Stream, error) {
 	up := time.Now()
-	s, err := tier.OpenStream(r.Context(), body)
+	s, err := open(r.Context(), body)
 	rec.upstream = time.Since(up)
 	return s, err
 }

@@ -111,6 +111,7 @@ func routes() []*route {
 		{pattern: "/health", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen, pool: poolManagement},
 
 		inference("/v1/chat/completions", envOpenAI, (*Handler).chat),
+		inference("/v1/completions", envOpenAI, (*Handler).completions),
 		inference("/v1/messages", envAnthropic, (*Handler).messages),
 		inference("/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens),
 		inference("/v1/responses", envResponses, (*Handler).responses),

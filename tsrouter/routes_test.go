@@ -21,6 +21,7 @@ func TestRouteClasses(t *testing.T) {
 	}{
 		{"/v1/chat/completions", policy.PathInference},
 		{"/v1/chat/completions/", policy.PathInference},
+		{"/v1/completions", policy.PathInference},
 		{"/v1/responses", policy.PathInference},
 		{"/v1/messages", policy.PathInference},
 		{"/v1/messages/count_tokens", policy.PathInference},
@@ -45,7 +46,6 @@ func TestRouteClasses(t *testing.T) {
 		{"/v1/requests/req_1", policy.PathAdmin},
 		// Not served, so not classified: fail closed.
 		{"/", policy.PathOther},
-		{"/v1/completions", policy.PathOther},
 		{"/v1/files", policy.PathOther},
 		{"/admin/other", policy.PathOther},
 		{"/v1/audio/speech", policy.PathOther}, // no audio route configured

@@ -23,6 +23,9 @@ const sdkDir = "testdata/sdk"
 // the "fast" model's tier.
 const sdkKey = "sk-sdk-tests-0123456789abcdef"
 
+// The fill-in-the-middle request of the completions tests.
+const sdkFIMPrompt, sdkFIMSuffix = "def add(a, b):\n    return ", "\n\nprint(add(1, 2))\n"
+
 // sdkRateKey is an API key limited to 60 requests a minute: its bucket
 // refills one request a second, so its 429 says Retry-After: 1.
 const sdkRateKey = "sk-sdk-rate-0123456789abcdef"
@@ -137,6 +140,9 @@ func TestNodeSDK(t *testing.T) {
 		"ANVIL_EMBED_MODEL=Qwen/Qwen3-Embedding-0.6B",
 		"ANVIL_TEXT="+strings.Join(fakeserve.DefaultDeltas(), ""),
 		"ANVIL_TOOL_PREFIX="+fakeserve.ToolResultPrefix,
+		"ANVIL_FIM_PROMPT="+sdkFIMPrompt,
+		"ANVIL_FIM_SUFFIX="+sdkFIMSuffix,
+		"ANVIL_FIM_TEXT="+strings.Join(fakeserve.FIMDeltas(sdkFIMPrompt, sdkFIMSuffix), ""),
 	)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()

@@ -22,7 +22,9 @@
 // those arguments, and "fake:text" gets text although tools are declared.
 //
 // POST /v1/messages answers Anthropic Messages requests the same way, with
-// Anthropic's framing, errors and failure modes (anthropic.go).
+// Anthropic's framing, errors and failure modes (anthropic.go), and
+// POST /v1/completions text completions in vLLM's shape, fill in the
+// middle (suffix) included (completions.go).
 //
 // The zero-delay path is built for benchmarks: everything that does not depend
 // on the request is encoded once per [Options] change, and a stream with no
@@ -203,7 +205,8 @@ func (o Options) normalized() Options {
 	return o
 }
 
-// Stats is a snapshot of a Server's chat request counters.
+// Stats is a snapshot of a Server's chat request counters (text
+// completions and Anthropic messages count as chat requests).
 type Stats struct {
 	// Requests is the number of chat requests received.
 	Requests int64 `json:"requests"`
@@ -374,7 +377,7 @@ func (s *Server) noteCancelled() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if s.Mode() == ModeRefuse && !strings.HasPrefix(path, "/fake/") {
-		if path == chatPath || path == messagesPath {
+		if path == chatPath || path == messagesPath || path == completionsPath {
 			s.requests.Add(1)
 			s.aborted.Add(1)
 			if logf := s.plan.Load().opts.Logf; logf != nil {
@@ -397,6 +400,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.serveMessages(w, r)
+	case completionsPath:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, http.MethodPost)
+			return
+		}
+		s.serveCompletions(w, r)
 	case "/v1/embeddings":
 		s.servePurpose(w, r, "embeddings")
 	case "/v1/rerank":

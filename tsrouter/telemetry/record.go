@@ -34,7 +34,8 @@ type Attempt struct {
 // Decision is the record of one dispatched request, in the Python router's record shape. It
 // holds metadata only: never prompt or response text, never credentials.
 type Decision struct {
-	// Kind is chat, embedding, rerank, audio-stt or audio-tts.
+	// Kind is chat (chat, messages, responses), completion (text
+	// completions), embedding, rerank, audio-stt or audio-tts.
 	Kind string `json:"kind"`
 	// Route is the normalized alias, or embedding/rerank/stt/tts.
 	Route         string    `json:"route"`

@@ -34,6 +34,11 @@ export const cfg = {
   // The fake serve's answer and the prefix of its answer to a tool result.
   text: need('ANVIL_TEXT'),
   toolPrefix: need('ANVIL_TOOL_PREFIX'),
+  // A fill-in-the-middle prompt and suffix, and the fake serve's answer
+  // to them (it quotes both ends, so the test sees both arrived).
+  fimPrompt: need('ANVIL_FIM_PROMPT'),
+  fimSuffix: need('ANVIL_FIM_SUFFIX'),
+  fimText: need('ANVIL_FIM_TEXT'),
 };
 
 // tiers runs a suite against both kinds of tier: the caller's API must

@@ -1,5 +1,6 @@
 // The official openai SDK against the router: chat, tools through the
-// stream helpers, embeddings, Responses, and the typed errors.
+// stream helpers, legacy completions, embeddings, Responses, and the typed
+// errors.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
@@ -160,6 +161,74 @@ describe('openai embeddings', () => {
   test('unknown embeddings model is a NotFoundError', async () => {
     await expectAPIError(client().embeddings.create({ model: 'no-such-embedder', input: 'x', encoding_format: 'float' }),
       OpenAI.NotFoundError, 404, (err) => assert.equal(err.type, 'model_not_found'));
+  });
+});
+
+describe('openai legacy completions (autocomplete, fill in the middle)', () => {
+  test('non-streaming, with a suffix', async () => {
+    const c = await client().completions.create({
+      model: cfg.model, prompt: cfg.fimPrompt, suffix: cfg.fimSuffix, max_tokens: 64, temperature: 0,
+    });
+    assert.equal(c.object, 'text_completion');
+    assert.equal(c.model, cfg.model, 'the reply names the model the caller asked for');
+    assert.equal(c.choices.length, 1);
+    assert.equal(c.choices[0].text, cfg.fimText, 'the serve received prompt and suffix');
+    assert.equal(c.choices[0].finish_reason, 'stop');
+    assert.ok(c.usage.completion_tokens > 0);
+    assert.match(c._request_id, /\S/);
+  });
+
+  test('streaming, chunk by chunk', async () => {
+    const stream = await client().completions.create({
+      model: cfg.model, prompt: 'Say hello', stream: true, stream_options: { include_usage: true },
+    });
+    let text = '', finish = null, usage = null, chunks = 0;
+    for await (const chunk of stream) {
+      chunks++;
+      assert.equal(chunk.object, 'text_completion');
+      assert.equal(chunk.model, cfg.model);
+      for (const ch of chunk.choices) {
+        text += ch.text;
+        finish = ch.finish_reason ?? finish;
+      }
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(text, cfg.text);
+    assert.equal(finish, 'stop');
+    assert.ok(chunks > 3, `${chunks} chunks: the answer must arrive in pieces`);
+    assert.ok(usage?.completion_tokens > 0, 'include_usage brings a usage chunk');
+  });
+
+  test('a list prompt is a batch, one choice each', async () => {
+    const c = await client().completions.create({ model: cfg.model, prompt: ['a', 'b'], max_tokens: 1 });
+    assert.deepEqual(c.choices.map((ch) => [ch.index, ch.text, ch.finish_reason]), [[0, 'Hello', 'length'], [1, 'Hello', 'length']]);
+  });
+
+  test('a stream the serve breaks raises an APIError from the iterator', async () => {
+    const stream = await client().completions.create({ model: cfg.brokenModel, prompt: 'x', stream: true });
+    let text = '';
+    await assert.rejects(async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+    }, (err) => {
+      assert.ok(err instanceof OpenAI.APIError, `got ${err?.constructor?.name}: ${err?.message}`);
+      assert.match(err.message, /stream interrupted/);
+      return true;
+    });
+    assert.ok(cfg.text.startsWith(text) && text.length > 0, `partial text ${JSON.stringify(text)}`);
+  });
+
+  test('an Anthropic-dialect tier is a BadRequestError naming why', async () => {
+    await expectAPIError(client().completions.create({ model: cfg.anthropicTierModel, prompt: 'x' }), OpenAI.BadRequestError, 400, (err) => {
+      assert.equal(err.type, 'invalid_request_error');
+      assert.match(err.message, /Anthropic-dialect tier/);
+    });
+  });
+
+  test('an API key outside its allowed_backends is a PermissionDeniedError', async () => {
+    const keyed = client({ defaultHeaders: { 'x-api-key': cfg.key } });
+    const ok = await keyed.completions.create({ model: cfg.keyModel, prompt: 'x' });
+    assert.equal(ok.choices[0].text, cfg.text, 'the key works for its own model');
+    await expectAPIError(keyed.completions.create({ model: cfg.model, prompt: 'x' }), OpenAI.PermissionDeniedError, 403);
   });
 });
 
