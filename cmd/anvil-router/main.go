@@ -6,6 +6,12 @@
 //	anvil-router check --config router.toml
 //	anvil-router demo
 //	anvil-router version
+//
+// Listeners are plain TCP, not Multipath TCP (Go's default since 1.24):
+// Landlock's bind rules, which keep the process off host interfaces, do
+// not cover MPTCP sockets.
+//
+//go:debug multipathtcp=0
 package main
 
 import (

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/sandbox"
 	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
@@ -76,8 +77,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 	cf.register(fs)
 	lim.register(fs)
 	devListen := fs.String("dev-listen", envDefault("ANVIL_DEV_LISTEN", ""), "serve on this loopback address instead of joining the tailnet, e.g. 127.0.0.1:8000 ($ANVIL_DEV_LISTEN)")
+	sandboxFlag := fs.String("sandbox", envDefault("ANVIL_SANDBOX", "auto"), "bind sandbox (Landlock): auto (enforce where the kernel can), require (refuse to start without it) or off ($ANVIL_SANDBOX)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	sandboxMode, err := sandbox.ParseMode(*sandboxFlag)
+	if err != nil {
+		return usageError{err}
 	}
 	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
 	if err != nil {
@@ -95,6 +101,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return usageError{err}
+	}
+	// Before any listener opens: the rules hold for every later bind.
+	if err := confineBinds(sandboxMode, cfg, *devListen, log); err != nil {
+		return err
 	}
 	h, set, err := buildHandler(cfg, log, lim)
 	if err != nil {
