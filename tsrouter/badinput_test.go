@@ -65,3 +65,30 @@ func TestOutputCapHoldsForEveryNumericForm(t *testing.T) {
 		})
 	}
 }
+
+// TestCaseVariantsOfRouterOwnedKeysAreRefused: "Model" or "MAX_TOKENS"
+// beside (or instead of) the field the router rewrote would be used by a
+// serve that matches keys case-insensitively; they get the duplicate-key
+// 400 and never reach the serve.
+func TestCaseVariantsOfRouterOwnedKeysAreRefused(t *testing.T) {
+	for _, tc := range []struct{ name, path, body string }{
+		{"Model", "/v1/chat/completions", `{"model":"chat","Model":"other-model","messages":[]}`},
+		{"MAX_TOKENS", "/v1/chat/completions", `{"model":"chat","MAX_TOKENS":100000,"messages":[]}`},
+		{"Stream", "/v1/chat/completions", `{"model":"chat","Stream":true,"messages":[]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up, url := startRaw(t, "application/json", `{"id":"x","model":"served-model","choices":[]}`)
+			base := startRouter(t, oneTier(url, "max_output_tokens = 512"), routerOpts{env: map[string]string{"SERVE_A_KEY": "serve-secret"}})
+			resp := post(t, t.Context(), base+tc.path, tc.body)
+			got := readAll(t, resp)
+			if resp.StatusCode != 400 || !strings.Contains(got, "invalid_request_error") {
+				t.Fatalf("status %d %s; want 400 invalid_request_error", resp.StatusCode, got)
+			}
+			select {
+			case b := <-up.lastBody:
+				t.Errorf("refused request reached the serve: %s", b)
+			default:
+			}
+		})
+	}
+}
