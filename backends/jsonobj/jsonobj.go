@@ -26,7 +26,7 @@ var (
 	// decoder matches keys case-insensitively (Go's encoding/json does) it
 	// is a second copy of the key the router rewrote.
 	ErrKeyVariant = fmt.Errorf("%w: case variant of a router-owned key", ErrDuplicateKey)
-	errMalformed    = errors.New("malformed JSON")
+	errMalformed  = errors.New("malformed JSON")
 )
 
 // Field is one top-level member: Key is unescaped, Value is the raw value
