@@ -118,7 +118,13 @@ func (t endpoint) open(parent context.Context, body []byte, stream bool) (*excha
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(x.body, maxErrorBodyBytes))
 		x.Close()
-		return nil, classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+		e := classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+		if key := strings.TrimPrefix(t.authValue, "Bearer "); key != "" && strings.Contains(e.Message, key) {
+			// A serve echoing the tier's own key: the shape rules should
+			// already have refused it; this holds for any key shape.
+			e.Message = classifyStatus(resp.StatusCode, nil, "").Message
+		}
+		return nil, e
 	}
 	return x, nil
 }
