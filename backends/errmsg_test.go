@@ -105,4 +105,3 @@ func TestServeMessagesPassOnlyWhenSafe(t *testing.T) {
 		})
 	}
 }
-
