@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/policy"
@@ -105,8 +106,13 @@ func LoadKeyStore(path string) ([]policy.APIKey, error) {
 
 // SaveKeyStore writes keys (the runtime ones; the caller filters) to path
 // atomically with mode 0600, in the given order. Only digests and
-// metadata are written.
+// metadata are written. The store's directory (by default the tailnet
+// state dir, which may not exist yet when a key is created before the
+// first start) is created 0700 if missing.
 func SaveKeyStore(path string, keys []policy.APIKey) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	f := keyStoreFile{Version: keyStoreVersion, Keys: make([]storedKey, 0, len(keys))}
 	var zero [32]byte
 	for _, k := range keys {
