@@ -151,6 +151,10 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 	if err != nil || len(d) != 32 {
 		return policy.APIKey{}, errors.New(`"sha256" is not 64 hex digits`)
 	}
+	if bytes.Equal(d, make([]byte, 32)) {
+		// SaveKeyStore never writes one: no key hashes to zero.
+		return policy.APIKey{}, errors.New(`"sha256" is all zeros`)
+	}
 	if len(s.Last4) > 4 {
 		return policy.APIKey{}, errors.New(`"last4" is longer than 4 characters`)
 	}
