@@ -50,7 +50,8 @@ func upstreamMessage(body []byte, fallback string) string {
 // separated by single spaces: lowercase or Capitalised words of letters
 // (with an 's or n't ending), short all-caps words, snake_case field names
 // of short lowercase parts, and decimal numbers (optionally negative, one
-// decimal point), each optionally wrapped in ( ) or quotes and followed by
+// decimal point) and comparison signs (< > = and the like), each
+// optionally wrapped in ( ) or quotes and followed by
 // . , ; : ! ? or ). Nothing with a slash, @, a second dot, digits inside
 // letters, mixed case or long runs gets through, so no host, address,
 // path, URL, e-mail or key shape can.
@@ -74,6 +75,8 @@ func safeWord(w string) bool {
 	switch {
 	case w == "":
 		return true
+	case len(w) <= 2 && strings.Trim(w, "<>=+-*") == "":
+		return true // a comparison: "5000 tokens > 4096 maximum"
 	case isNumber(w):
 		return true
 	case strings.Contains(w, "_"):

@@ -94,6 +94,7 @@ func TestServeMessagesPassOnlyWhenSafe(t *testing.T) {
 		"top_p must be in (0, 1], got 1.2.",
 		"Invalid JSON body",
 		"prompt is too long",
+		"prompt is too long: 208000 tokens > 200000 maximum",
 	}
 	for _, msg := range safe {
 		t.Run("passed/"+msg[:min(len(msg), 30)], func(t *testing.T) {
