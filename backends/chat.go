@@ -3,6 +3,7 @@ package backends
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 
@@ -34,7 +35,10 @@ func (t *Tier) prepare(req *jsonobj.Object, overrides bool) ([]byte, *Clamp) {
 	if t.modelJSON != nil {
 		e.Set("model", t.modelJSON)
 	}
-	clamp := t.clampTokens(req, &e)
+	clamp, refused := t.clampTokens(req, &e)
+	if refused != nil {
+		return refused, nil
+	}
 	if overrides {
 		t.overrides(&e)
 	}
@@ -52,34 +56,96 @@ func (t *Tier) overrides(e *jsonobj.Edit) {
 
 // clampTokens applies max_output_tokens: a caller value above the cap is
 // lowered (in every budget field the caller used); no value at all gets the
-// cap as max_tokens, silently. Non-integer values are left for the serve to
-// judge.
-func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) *Clamp {
+// cap as max_tokens, silently. The serves' parsers take "5000", 5e3 and
+// 5000.0 as 5000, so every form is judged here: an integer in any JSON
+// number notation is clamped or rewritten as a plain integer; a string, a
+// fraction, a negative or a non-number is refused (see rejectBudget).
+func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) (*Clamp, []byte) {
 	limit := int64(t.MaxOutputTokens)
 	if limit <= 0 {
-		return nil
+		return nil, nil
 	}
 	var clamp *Clamp
 	present := false
-	for _, f := range tokenFields {
+	for i, f := range tokenFields {
 		raw := req.Get(f)
 		if raw == nil || string(raw) == "null" {
 			continue
 		}
 		present = true
-		n, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil || n <= limit {
-			continue
+		n, plain, verdict := budgetValue(raw)
+		if verdict != budgetOK {
+			return nil, rejectedBudget[i][verdict]
 		}
-		if clamp == nil {
-			clamp = &Clamp{Requested: n, Applied: limit}
+		switch {
+		case n > limit:
+			if clamp == nil {
+				clamp = &Clamp{Requested: n, Applied: limit}
+			}
+			e.Set(f, strconv.AppendInt(nil, limit, 10))
+		case !plain:
+			e.Set(f, strconv.AppendInt(nil, n, 10))
 		}
-		e.Set(f, strconv.AppendInt(nil, limit, 10))
 	}
 	if !present {
 		e.Set("max_tokens", strconv.AppendInt(nil, limit, 10))
 	}
-	return clamp
+	return clamp, nil
+}
+
+const (
+	budgetOK = iota
+	budgetNotInteger
+	budgetNegative
+)
+
+// budgetValue reads a token budget. plain says raw is already a plain
+// decimal integer. Integers too large for int64 come back as MaxInt64.
+func budgetValue(raw []byte) (n int64, plain bool, verdict int) {
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		if n < 0 {
+			return 0, true, budgetNegative
+		}
+		return n, true, budgetOK
+	}
+	if c := raw[0]; c != '-' && (c < '0' || c > '9') {
+		return 0, false, budgetNotInteger // string, bool, object, array
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil && !math.IsInf(f, 0) {
+		return 0, false, budgetNotInteger
+	}
+	switch {
+	case f < 0:
+		return 0, false, budgetNegative
+	case math.IsInf(f, 1) || f >= math.MaxInt64:
+		return math.MaxInt64, false, budgetOK
+	case f != math.Trunc(f):
+		return 0, false, budgetNotInteger
+	}
+	return int64(f), false, budgetOK
+}
+
+// rejectedBudget holds, per budget field and verdict, the body prepare
+// returns instead of a request: the prepare functions have no error result,
+// so the refusal travels in place of the body and the tier answers it
+// (refusedBody) with a 400 before contacting the serve. The bodies start
+// with a NUL byte, which no JSON document does.
+var rejectedBudget = func() (m [len(tokenFields)][3][]byte) {
+	for i, f := range tokenFields {
+		m[i][budgetNotInteger] = []byte("\x00" + f + " must be an integer (a JSON number, not a string or a fraction)")
+		m[i][budgetNegative] = []byte("\x00" + f + " must not be negative")
+	}
+	return m
+}()
+
+// refusedBody returns the 400 for a body prepare refused, or nil.
+func refusedBody(body []byte) *Error {
+	if len(body) == 0 || body[0] != 0 {
+		return nil
+	}
+	msg := string(body[1:])
+	return &Error{Kind: Rejected, Status: 400, Message: msg, Detail: "refused before the serve: " + msg}
 }
 
 // HasToolStructure reports whether an OpenAI chat request carries tools:

@@ -2,10 +2,8 @@ package backends
 
 import (
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 )
@@ -119,35 +117,6 @@ func classifyInband(data []byte) *Error {
 	err := classifyStatus(code, data, "")
 	err.Detail = "in-band error event, code " + strconv.Itoa(code)
 	return err
-}
-
-// safeMessage admits an upstream error message only if it cannot carry a
-// location or a secret: short, printable, no URLs, addresses or key shapes.
-var unsafeInMessage = regexp.MustCompile(`(?i)://|\b\d{1,3}(\.\d{1,3}){3}\b|localhost|\[[0-9a-f:]+\]|bearer|sk-[a-z0-9]|api[_-]?key|token=|/[a-z0-9_.-]+/`)
-
-// upstreamMessage extracts the serve's own explanation of a 4xx (useful to
-// the client: "maximum context length is 4096 tokens") when it is safe to
-// show, and fallback otherwise.
-func upstreamMessage(body []byte, fallback string) string {
-	msg := ""
-	if s, e, ok := jsonobj.Find(body, "error"); ok && body[s] == '{' {
-		body = body[s:e]
-	}
-	if s, e, ok := jsonobj.Find(body, "message"); ok && body[s] == '"' {
-		var str string
-		if err := jsonUnmarshalString(body[s:e], &str); err == nil {
-			msg = strings.TrimSpace(str)
-		}
-	}
-	if msg == "" || len(msg) > 400 || !utf8.ValidString(msg) || unsafeInMessage.MatchString(msg) {
-		return fallback
-	}
-	for _, r := range msg {
-		if r < 0x20 || r == 0x7f {
-			return fallback
-		}
-	}
-	return fallback + ": " + msg
 }
 
 func cleanRetryAfter(v string) string {

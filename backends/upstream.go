@@ -64,6 +64,9 @@ func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange
 // open posts body and returns once the serve has answered with headers.
 // Failures before that are classified here.
 func (t endpoint) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
+	if e := refusedBody(body); e != nil {
+		return nil, e
+	}
 	ctx, cancel := context.WithCancelCause(parent)
 	x := &exchange{ctx: ctx, cancel: cancel, timeout: t.timeout}
 	x.timer = time.AfterFunc(t.timeout, func() { cancel(errIdle) })
@@ -116,7 +119,13 @@ func (t endpoint) open(parent context.Context, body []byte, stream bool) (*excha
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, _ := io.ReadAll(io.LimitReader(x.body, maxErrorBodyBytes))
 		x.Close()
-		return nil, classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+		e := classifyStatus(resp.StatusCode, b, resp.Header.Get("Retry-After"))
+		if key := strings.TrimPrefix(t.authValue, "Bearer "); key != "" && strings.Contains(e.Message, key) {
+			// A serve echoing the tier's own key: the shape rules should
+			// already have refused it; this holds for any key shape.
+			e.Message = classifyStatus(resp.StatusCode, nil, "").Message
+		}
+		return nil, e
 	}
 	return x, nil
 }

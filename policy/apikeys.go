@@ -245,14 +245,15 @@ func NewKeySet(keys []APIKey, knownBackends []string) (*KeySet, []string, error)
 		s.keys[i] = k
 		kp := &s.keys[i]
 		name := fmt.Sprintf("api key #%d", i+1)
-		if k.ID != "" {
+		idErr := CheckKeyID(k.ID)
+		if idErr == nil {
 			name = fmt.Sprintf("api key %q (#%d)", k.ID, i+1)
 		}
 		bad := func(format string, a ...any) {
 			errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, a...)))
 		}
-		if k.ID == "" {
-			bad("id is required")
+		if idErr != nil {
+			bad("%v", idErr)
 		} else if _, dup := s.byID[k.ID]; dup {
 			bad("duplicate id")
 		} else {

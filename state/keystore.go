@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/policy"
@@ -106,8 +107,13 @@ func LoadKeyStore(path string) ([]policy.APIKey, error) {
 
 // SaveKeyStore writes keys (the runtime ones; the caller filters) to path
 // atomically with mode 0600, in the given order. Only digests and
-// metadata are written.
+// metadata are written. The store's directory (by default the tailnet
+// state dir, which may not exist yet when a key is created before the
+// first start) is created 0700 if missing.
 func SaveKeyStore(path string, keys []policy.APIKey) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	f := keyStoreFile{Version: keyStoreVersion, Keys: make([]storedKey, 0, len(keys))}
 	var zero [32]byte
 	for _, k := range keys {
@@ -146,6 +152,10 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 	d, err := hex.DecodeString(s.SHA256)
 	if err != nil || len(d) != 32 {
 		return policy.APIKey{}, errors.New(`"sha256" is not 64 hex digits`)
+	}
+	if bytes.Equal(d, make([]byte, 32)) {
+		// SaveKeyStore never writes one: no key hashes to zero.
+		return policy.APIKey{}, errors.New(`"sha256" is all zeros`)
 	}
 	if len(s.Last4) > 4 {
 		return policy.APIKey{}, errors.New(`"last4" is longer than 4 characters`)

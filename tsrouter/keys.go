@@ -178,6 +178,10 @@ var (
 	ErrKeyNotFound = errors.New("api key not found")
 	ErrKeyExists   = errors.New("an api key with this id exists")
 	ErrKeyReadOnly = errors.New("this api key comes from the config or api_keys_file; change it there")
+	// ErrKeyStoreWrite wraps a failure to persist the runtime keys: the
+	// server's fault, not the request's. Its text names the store's path,
+	// so it is for the log only.
+	ErrKeyStoreWrite = errors.New("saving the key store")
 )
 
 // Keys returns every key (config, file and runtime), for listing.
@@ -213,7 +217,7 @@ func (k *KeyRing) mutateRuntime(fn func(runtime []policy.APIKey) ([]policy.APIKe
 		return err
 	}
 	if err := state.SaveKeyStore(k.storePath, next); err != nil {
-		return fmt.Errorf("saving the key store: %w", err)
+		return fmt.Errorf("%w: %w", ErrKeyStoreWrite, err)
 	}
 	k.runtime = next
 	k.stamps[1] = modTime(k.storePath)

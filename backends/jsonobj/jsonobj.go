@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -22,7 +23,12 @@ import (
 var (
 	ErrNotObject    = errors.New("body must be a JSON object")
 	ErrDuplicateKey = errors.New("duplicate top-level key")
-	errMalformed    = errors.New("malformed JSON")
+	// ErrKeyVariant is a case variant of a router-owned key ("Model",
+	// "MAX_TOKENS"). It wraps ErrDuplicateKey: to a serve whose JSON
+	// decoder matches keys case-insensitively (Go's encoding/json does) it
+	// is a second copy of the key the router rewrote.
+	ErrKeyVariant = fmt.Errorf("%w: case variant of a router-owned key", ErrDuplicateKey)
+	errMalformed  = errors.New("malformed JSON")
 )
 
 // Field is one top-level member: Key is unescaped, Value is the raw value
@@ -41,9 +47,15 @@ type Object struct {
 	Fields []Field
 }
 
+// RouterOwned are the top-level request keys the router reads or rewrites.
+// Parse refuses any other spelling of them that a case-insensitive decoder
+// would take for the same key.
+var RouterOwned = [...]string{"model", "stream", "max_tokens", "max_completion_tokens", "max_output_tokens"}
+
 // Parse scans the top level of doc, which must be valid JSON. Duplicate
 // top-level keys are rejected: JSON parsers disagree on which copy wins, and
-// the router must see the same value the serve will act on.
+// the router must see the same value the serve will act on. For the same
+// reason case variants of RouterOwned keys are rejected (ErrKeyVariant).
 func Parse(doc []byte) (*Object, error) {
 	o := &Object{Doc: doc}
 	return o, o.parse()
@@ -60,8 +72,34 @@ func (o *Object) parse() error {
 				return ErrDuplicateKey
 			}
 		}
+		if variantOfRouterOwned(last) {
+			return ErrKeyVariant
+		}
 		return nil
 	})
+}
+
+// variantOfRouterOwned reports whether key is not a RouterOwned key but
+// folds to one the way encoding/json matches names (Unicode simple case
+// folding: "Model", "MAX_TOKENS", and "ſtream" with U+017F or a Kelvin sign
+// for k). It does not allocate.
+func variantOfRouterOwned(key string) bool {
+	if len(key) < len("model") {
+		return false
+	}
+	// Every RouterOwned key starts with m or s; their case variants start
+	// with M, S or U+017F (0xC5 0xBF).
+	switch key[0] {
+	case 'm', 'M', 's', 'S', 0xC5:
+	default:
+		return false
+	}
+	for _, k := range RouterOwned {
+		if key != k && strings.EqualFold(key, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // walk scans the top level of the object in doc, calling member for each

@@ -220,6 +220,25 @@ func TestE2EHeadscale(t *testing.T) {
 			t.Errorf("router process is not nobody:\n%s", status)
 		}
 	})
+	t.Run("the router holds no TCP listener off loopback", func(t *testing.T) {
+		// The bind sandbox keeps tailscale's peerAPI kernel listener (and
+		// anything else) off the host's interfaces.
+		if !strings.Contains(out.all(), `"msg":"sandbox: TCP bind restricted`) {
+			t.Skip("bind sandbox not enforced on this kernel")
+		}
+		ls := tcpListeners(t, rt.cmd.Process.Pid)
+		if off := offLoopback(ls); len(off) != 0 || len(ls) == 0 {
+			t.Errorf("router TCP listeners %v; off loopback: %v", ls, off)
+		}
+		if ss, err := exec.Command("ss", "-ltnpH").Output(); err == nil {
+			pid := fmt.Sprintf("pid=%d,", rt.cmd.Process.Pid)
+			for _, line := range strings.Split(string(ss), "\n") {
+				if f := strings.Fields(line); strings.Contains(line, pid) && len(f) >= 4 && !isLoopbackAddrPort(f[3]) {
+					t.Errorf("ss -ltnp shows a router listener off loopback: %s", line)
+				}
+			}
+		}
+	})
 	t.Run("the router is a tagged node", func(t *testing.T) {
 		var nodes []struct {
 			Name      string   `json:"name"`

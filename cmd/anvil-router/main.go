@@ -8,6 +8,12 @@
 //	anvil-router demo
 //	anvil-router version
 //	anvil-router acp [--config agent.toml] [--router http://anvil | --tsnet]
+//
+// Listeners are plain TCP, not Multipath TCP (Go's default since 1.24):
+// Landlock's bind rules, which keep the process off host interfaces, do
+// not cover MPTCP sockets.
+//
+//go:debug multipathtcp=0
 package main
 
 import (

@@ -16,6 +16,7 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/sandbox"
 	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
@@ -76,8 +77,13 @@ func cmdServe(args []string, stderr io.Writer) error {
 	cf.register(fs)
 	lim.register(fs)
 	devListen := fs.String("dev-listen", envDefault("ANVIL_DEV_LISTEN", ""), "serve on this loopback address instead of joining the tailnet, e.g. 127.0.0.1:8000 ($ANVIL_DEV_LISTEN)")
+	sandboxFlag := fs.String("sandbox", envDefault("ANVIL_SANDBOX", "auto"), "bind sandbox (Landlock): auto (enforce where the kernel can), require (refuse to start without it) or off ($ANVIL_SANDBOX)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	sandboxMode, err := sandbox.ParseMode(*sandboxFlag)
+	if err != nil {
+		return usageError{err}
 	}
 	log, err := newLogger(stderr, cf.logFormat, cf.logLevel)
 	if err != nil {
@@ -96,6 +102,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	// Before any listener opens: the rules hold for every later bind.
+	if err := confineBinds(sandboxMode, cfg, *devListen, log); err != nil {
+		return err
+	}
+	removeStaleTemps(cfg, log)
 	h, set, err := buildHandler(cfg, log, lim)
 	if err != nil {
 		return usageError{err}
@@ -238,15 +249,45 @@ func aliasesOf(cfg *config.Config) []string {
 // (by default next to the tailnet state, so a container's volume keeps
 // it).
 func keyRing(cfg *config.Config, log *slog.Logger) (*tsrouter.KeyRing, error) {
-	store := cfg.APIKeys.StorePath
-	if store == "" {
-		dir, err := tailnetStateDir(cfg)
-		if err != nil {
-			return nil, err
-		}
-		store = filepath.Join(dir, "anvil-api-keys.json")
+	store, err := keyStorePath(cfg)
+	if err != nil {
+		return nil, err
 	}
 	return tsrouter.NewKeyRing(cfg.APIKeys, store, tsrouter.BackendIDs(cfg.Backends()), os.LookupEnv, log)
+}
+
+func keyStorePath(cfg *config.Config) (string, error) {
+	if cfg.APIKeys.StorePath != "" {
+		return cfg.APIKeys.StorePath, nil
+	}
+	dir, err := tailnetStateDir(cfg)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "anvil-api-keys.json"), nil
+}
+
+// removeStaleTemps deletes what a kill -9 during a key store or admission
+// state write left behind (temporary copies that can hold digests of
+// rotated-away keys). Only serve does this, at start: the offline keys
+// command may run beside a live router.
+func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
+	var paths []string
+	if p, err := keyStorePath(cfg); err == nil {
+		paths = append(paths, p)
+	}
+	if p := cfg.Server.AdmissionStatePath; p != "" {
+		paths = append(paths, p)
+	}
+	for _, p := range paths {
+		n, err := state.RemoveStaleTemps(p)
+		if err != nil {
+			log.Warn("could not remove stale temporary files", "file", filepath.Base(p), "err", err)
+		}
+		if n > 0 {
+			log.Info("removed stale temporary files left by an interrupted write", "file", filepath.Base(p), "count", n)
+		}
+	}
 }
 
 // tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then
