@@ -24,14 +24,14 @@ import (
 // PrepareAnthropic builds the upstream body for a same-dialect (Anthropic
 // Messages) request: the caller's bytes with only the model, the output
 // cap (max_tokens) and the operator's overrides applied.
-func (t *Tier) PrepareAnthropic(req *jsonobj.Object) ([]byte, *Clamp) {
+func (t *Tier) PrepareAnthropic(req *jsonobj.Object) ([]byte, *Clamp, error) {
 	return t.prepare(req, true)
 }
 
 // PrepareForTranslation builds the OpenAI Chat body that will be translated
 // for an Anthropic tier: model and output cap applied, operator overrides
 // left for ApplyExtraBody.
-func (t *Tier) PrepareForTranslation(req *jsonobj.Object) ([]byte, *Clamp) {
+func (t *Tier) PrepareForTranslation(req *jsonobj.Object) ([]byte, *Clamp, error) {
 	return t.prepare(req, false)
 }
 

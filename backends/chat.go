@@ -24,25 +24,25 @@ var tokenFields = [...]string{"max_tokens", "max_completion_tokens", "max_output
 // request: the caller's bytes, with only the model, the output cap and the
 // operator's extra_body_defaults (soft) and extra_body (hard, last) applied.
 // Every other field, including its whitespace, is passed through untouched.
-func (t *Tier) PrepareOpenAI(req *jsonobj.Object) ([]byte, *Clamp) {
+func (t *Tier) PrepareOpenAI(req *jsonobj.Object) ([]byte, *Clamp, error) {
 	return t.prepare(req, true)
 }
 
 // prepare sets the model and the output cap and, with overrides, the
 // operator's extra_body_defaults (soft) and extra_body (hard, last).
-func (t *Tier) prepare(req *jsonobj.Object, overrides bool) ([]byte, *Clamp) {
+func (t *Tier) prepare(req *jsonobj.Object, overrides bool) ([]byte, *Clamp, error) {
 	var e jsonobj.Edit
 	if t.modelJSON != nil {
 		e.Set("model", t.modelJSON)
 	}
-	clamp, refused := t.clampTokens(req, &e)
-	if refused != nil {
-		return refused, nil
+	clamp, err := t.clampTokens(req, &e)
+	if err != nil {
+		return nil, nil, err
 	}
 	if overrides {
 		t.overrides(&e)
 	}
-	return req.Apply(&e), clamp
+	return req.Apply(&e), clamp, nil
 }
 
 func (t *Tier) overrides(e *jsonobj.Edit) {
@@ -59,15 +59,15 @@ func (t *Tier) overrides(e *jsonobj.Edit) {
 // cap as max_tokens, silently. The serves' parsers take "5000", 5e3 and
 // 5000.0 as 5000, so every form is judged here: an integer in any JSON
 // number notation is clamped or rewritten as a plain integer; a string, a
-// fraction, a negative or a non-number is refused (see rejectBudget).
-func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) (*Clamp, []byte) {
+// fraction, a negative or a non-number is refused with a *BudgetError.
+func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) (*Clamp, error) {
 	limit := int64(t.MaxOutputTokens)
 	if limit <= 0 {
 		return nil, nil
 	}
 	var clamp *Clamp
 	present := false
-	for i, f := range tokenFields {
+	for _, f := range tokenFields {
 		raw := req.Get(f)
 		if raw == nil || string(raw) == "null" {
 			continue
@@ -75,7 +75,7 @@ func (t *Tier) clampTokens(req *jsonobj.Object, e *jsonobj.Edit) (*Clamp, []byte
 		present = true
 		n, plain, verdict := budgetValue(raw)
 		if verdict != budgetOK {
-			return nil, rejectedBudget[i][verdict]
+			return nil, &BudgetError{Field: f, Negative: verdict == budgetNegative}
 		}
 		switch {
 		case n > limit:
@@ -126,26 +126,19 @@ func budgetValue(raw []byte) (n int64, plain bool, verdict int) {
 	return int64(f), false, budgetOK
 }
 
-// rejectedBudget holds, per budget field and verdict, the body prepare
-// returns instead of a request: the prepare functions have no error result,
-// so the refusal travels in place of the body and the tier answers it
-// (refusedBody) with a 400 before contacting the serve. The bodies start
-// with a NUL byte, which no JSON document does.
-var rejectedBudget = func() (m [len(tokenFields)][3][]byte) {
-	for i, f := range tokenFields {
-		m[i][budgetNotInteger] = []byte("\x00" + f + " must be an integer (a JSON number, not a string or a fraction)")
-		m[i][budgetNegative] = []byte("\x00" + f + " must not be negative")
-	}
-	return m
-}()
+// BudgetError refuses a token budget field that is not a non-negative
+// integer: the serves' parsers would read "5000" or 5000.5 their own way,
+// so the output cap could not be trusted to hold.
+type BudgetError struct {
+	Field    string
+	Negative bool
+}
 
-// refusedBody returns the 400 for a body prepare refused, or nil.
-func refusedBody(body []byte) *Error {
-	if len(body) == 0 || body[0] != 0 {
-		return nil
+func (e *BudgetError) Error() string {
+	if e.Negative {
+		return e.Field + " must not be negative"
 	}
-	msg := string(body[1:])
-	return &Error{Kind: Rejected, Status: 400, Message: msg, Detail: "refused before the serve: " + msg}
+	return e.Field + " must be an integer (a JSON number, not a string or a fraction)"
 }
 
 // HasToolStructure reports whether an OpenAI chat request carries tools:

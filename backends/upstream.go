@@ -64,9 +64,6 @@ func (t *Tier) open(parent context.Context, body []byte, stream bool) (*exchange
 // open posts body and returns once the serve has answered with headers.
 // Failures before that are classified here.
 func (t endpoint) open(parent context.Context, body []byte, stream bool) (*exchange, error) {
-	if e := refusedBody(body); e != nil {
-		return nil, e
-	}
 	ctx, cancel := context.WithCancelCause(parent)
 	x := &exchange{ctx: ctx, cancel: cancel, timeout: t.timeout}
 	x.timer = time.AfterFunc(t.timeout, func() { cancel(errIdle) })

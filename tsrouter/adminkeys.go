@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 
@@ -198,6 +199,10 @@ func keyResult(w *recorder, rec *record, op, id string, k policy.APIKey, secret 
 		return errNotFound(err.Error())
 	case errors.Is(err, ErrKeyExists), errors.Is(err, ErrKeyReadOnly):
 		return errConflict(err.Error())
+	case errors.Is(err, ErrKeyStoreWrite):
+		// The store's path and the OS error are the operator's, not the
+		// caller's.
+		return errInternal.withDetail(rec.detail + " failed: " + err.Error())
 	default:
 		return errBadRequest(err.Error()).withDetail(rec.detail + " failed: " + err.Error())
 	}
@@ -211,7 +216,11 @@ func decodeAdminBody(body []byte, v any, strict bool) error {
 	if strict {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
-		err = dec.Decode(v)
+		if err = dec.Decode(v); err == nil {
+			if _, trailing := dec.Token(); trailing != io.EOF {
+				return errBadRequest("bad JSON body: data after the JSON object")
+			}
+		}
 	} else {
 		if len(body) == 0 {
 			body = []byte("{}")

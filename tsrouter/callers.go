@@ -215,6 +215,11 @@ var messagesAPI = &callerAPI{
 	env:    envAnthropic,
 	native: "anthropic",
 	parse: func(q *inference) error {
+		// The caller's own bytes first: duplicates and case variants of
+		// router-owned keys are refused before the translator reads them.
+		if _, err := parseObject(q.body); err != nil {
+			return err
+		}
 		out, info, err := dialect.AnthropicToOpenAI(q.body, dialect.ToOpenAIOptions{})
 		if err != nil {
 			return requestError(err)
@@ -350,6 +355,10 @@ func parseObject(body []byte) (*jsonobj.Object, error) {
 	switch {
 	case errors.Is(err, jsonobj.ErrNotObject):
 		return nil, errBadRequest("body must be a JSON object")
+	case errors.Is(err, jsonobj.ErrKeyVariant):
+		// A serve decoding JSON case-insensitively would read "Model" or
+		// "MAX_TOKENS" beside the field the router rewrote.
+		return nil, errBadRequest("body has a case variant of a router-owned key (model, stream, max_tokens, max_completion_tokens, max_output_tokens)")
 	case errors.Is(err, jsonobj.ErrDuplicateKey):
 		return nil, errBadRequest("body has a duplicate top-level key")
 	case err != nil:

@@ -318,3 +318,43 @@ max_concurrency = 2
 		t.Errorf("another caller: %d", other.StatusCode)
 	}
 }
+
+// TestCarelessInputIsRefused: what careless or hostile callers send the
+// handlers refuse with a clear 400 (or hide behind a 500 without paths).
+func TestCarelessInputIsRefused(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	base := startRouter(t, oneTier(url, `max_output_tokens = 100`), routerOpts{token: routerToken, adminToken: "admin-0123456789abcdef"})
+	auth := []string{"Authorization", "Bearer " + routerToken}
+	msg := `"messages":[{"role":"user","content":"hi"}]`
+	tests := []struct {
+		name, path, body string
+		want             int
+		wantIn           string
+	}{
+		{"case variant of model", "/v1/chat/completions", `{"model":"chat","Model":"other",` + msg + `}`, 400, "case variant"},
+		{"case variant on messages", "/v1/messages", `{"model":"chat","max_tokens":8,"MAX_TOKENS":99999,` + msg + `}`, 400, "case variant"},
+		{"duplicate key on messages", "/v1/messages", `{"model":"chat","max_tokens":8,"max_tokens":99999,` + msg + `}`, 400, "duplicate"},
+		{"budget as a string", "/v1/chat/completions", `{"model":"chat","max_tokens":"5000",` + msg + `}`, 400, "max_tokens must be an integer"},
+		{"budget negative", "/v1/chat/completions", `{"model":"chat","max_tokens":-1,` + msg + `}`, 400, "must not be negative"},
+		{"budget in exponent form is clamped", "/v1/chat/completions", `{"model":"chat","max_tokens":5e3,` + msg + `}`, 200, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, t.Context(), base+tc.path, tc.body, auth...)
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.want || !strings.Contains(body, tc.wantIn) {
+				t.Errorf("%d %s, want %d with %q", resp.StatusCode, body, tc.want, tc.wantIn)
+			}
+			if tc.want == 200 && resp.Header.Get("X-Anvil-Max-Tokens-Applied") != "100" {
+				t.Errorf("no clamp: %v", resp.Header)
+			}
+		})
+	}
+	// Admin bodies with data after the object are refused.
+	keyed := startRouter(t, keysConfig(url, "permissive"), routerOpts{token: routerToken, adminToken: "admin-0123456789abcdef", env: map[string]string{"PARTNER_KEY": partnerKey}})
+	resp := post(t, t.Context(), keyed+"/admin/api-keys", `{"id":"k1","user_id":"u","organization_id":"o","scopes":["read"]} {"id":"k2"}`,
+		"Authorization", "Bearer "+routerToken, "X-Admin-Token", "admin-0123456789abcdef")
+	if body := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "data after the JSON object") {
+		t.Errorf("trailing data: %d %s", resp.StatusCode, body)
+	}
+}

@@ -270,6 +270,17 @@ func serveSideFor(tier *backends.Tier, q *inference) serveSide {
 	}
 }
 
+// budgetRefusal answers a token budget the router cannot judge (a string,
+// a fraction, a negative) with 400 naming the field; the serve is not
+// called.
+func budgetRefusal(body []byte, clamp *backends.Clamp, err error) ([]byte, *backends.Clamp, error) {
+	var be *backends.BudgetError
+	if errors.As(err, &be) {
+		return nil, nil, errBadRequest(be.Error()).withDetail("refused before the serve: " + be.Error())
+	}
+	return body, clamp, err
+}
+
 // nativeExchange sends a body already in the serve's dialect and returns
 // the serve's reply and events as they are.
 type nativeExchange struct{}
@@ -287,8 +298,7 @@ func (nativeExchange) open(r *http.Request, rec *record, tier *backends.Tier, _ 
 type openAIServe struct{ nativeExchange }
 
 func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	body, clamp := tier.PrepareOpenAI(q.chat)
-	return body, clamp, nil
+	return budgetRefusal(tier.PrepareOpenAI(q.chat))
 }
 
 // anthropicNative is an Anthropic tier for a Messages caller: the caller's
@@ -296,8 +306,7 @@ func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends
 type anthropicNative struct{ nativeExchange }
 
 func (anthropicNative) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	body, clamp := tier.PrepareAnthropic(q.native)
-	return body, clamp, nil
+	return budgetRefusal(tier.PrepareAnthropic(q.native))
 }
 
 // anthropicServe is an Anthropic tier for Chat and Responses callers: the
@@ -307,7 +316,10 @@ func (anthropicNative) prepare(tier *backends.Tier, q *inference) ([]byte, *back
 type anthropicServe struct{}
 
 func (anthropicServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	body, clamp := tier.PrepareForTranslation(q.chat)
+	body, clamp, err := budgetRefusal(tier.PrepareForTranslation(q.chat))
+	if err != nil {
+		return nil, nil, err
+	}
 	out, info, err := dialect.OpenAIToAnthropic(body, dialect.ToAnthropicOptions{})
 	if err != nil {
 		msg := "bad request body"
@@ -348,8 +360,7 @@ func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q 
 type completionsServe struct{}
 
 func (completionsServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	body, clamp := tier.PrepareOpenAI(q.chat)
-	return body, clamp, nil
+	return budgetRefusal(tier.PrepareOpenAI(q.chat))
 }
 
 func (completionsServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
