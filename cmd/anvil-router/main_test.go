@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,6 +87,22 @@ auth_env = "A"
 x = "a"
 `)
 	keysCfg := writeConfig(t, tierConfig("http://127.0.0.1:9")+"\n[api_keys]\nstore_path = \""+filepath.Join(t.TempDir(), "keys.json")+"\"\n")
+	// check and serve refuse the same key tables, at the table's own line.
+	inlineKey := func(lines string) string {
+		return writeConfig(t, tierConfig("http://127.0.0.1:9")+"\n[api_keys]\n\n[[api_keys.api_keys]]\nid = \"k1\"\nuser_id = \"u\"\norganization_id = \"o\"\n"+lines)
+	}
+	scopesString := inlineKey("key = \"sk-0123456789abcdef0123\"\nscopes = \"read\"\n")
+	unsetEnv := inlineKey("key = \"${ANVIL_TEST_UNSET_KEY}\"\nscopes = [\"read\"]\n")
+	badScope := inlineKey("key = \"sk-0123456789abcdef0123\"\nscopes = [\"reed\"]\n")
+	lineOf := func(path, needle string) string {
+		data, _ := os.ReadFile(path)
+		for i, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(l, needle) {
+				return ":" + strconv.Itoa(i+1) + ": "
+			}
+		}
+		return "no such line"
+	}
 	tests := []struct {
 		name     string
 		args     []string
@@ -96,6 +113,11 @@ x = "a"
 		{"check a good file", []string{"check", "--config", good}, 0, []string{"ok", "chat", "llm.primary", "local-a"}},
 		{"check lists every error", []string{"check", "--config", bad}, 2, []string{"exhaustion_status", "base_url", "context_limit"}},
 		{"check a missing file", []string{"check", "--config", filepath.Join(t.TempDir(), "none.toml")}, 2, []string{"none.toml"}},
+		{"check: scopes as a string", []string{"check", "--config", scopesString}, 2, []string{lineOf(scopesString, "scopes") + "api_keys.api_keys[0].scopes"}},
+		{"serve: scopes as a string, the same line", []string{"serve", "--config", scopesString, "--dev-listen", "127.0.0.1:0"}, 2, []string{lineOf(scopesString, "scopes") + "api_keys.api_keys[0].scopes"}},
+		{"check: a key variable that is not set", []string{"check", "--config", unsetEnv}, 2, []string{lineOf(unsetEnv, "key =") + "api_keys.api_keys[0].key", "ANVIL_TEST_UNSET_KEY"}},
+		{"serve: a key variable that is not set, the same line", []string{"serve", "--config", unsetEnv, "--dev-listen", "127.0.0.1:0"}, 2, []string{lineOf(unsetEnv, "key =") + "api_keys.api_keys[0].key"}},
+		{"check: an unknown scope", []string{"check", "--config", badScope}, 2, []string{lineOf(badScope, "scopes") + "api_keys.api_keys[0].scopes", "reed"}},
 		{"dev listener refuses a wildcard address", []string{"serve", "--config", good, "--dev-listen", "0.0.0.0:8000"}, 2, []string{"not a loopback address"}},
 		{"dev listener refuses a LAN address", []string{"serve", "--config", good, "--dev-listen", "192.0.2.10:8000"}, 2, []string{"not a loopback address"}},
 		{"dev listener refuses an empty host", []string{"serve", "--config", good, "--dev-listen", ":8000"}, 2, []string{"not a loopback address"}},

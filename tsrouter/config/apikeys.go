@@ -1,6 +1,11 @@
 package config
 
-import "github.com/anvil-serving/anvil-router/policy"
+import (
+	"slices"
+	"strings"
+
+	"github.com/anvil-serving/anvil-router/policy"
+)
 
 // APIKeys is the [api_keys] table, decoded straight into the policy
 // package's types. Key values are resolved and hashed by the key ring at
@@ -49,6 +54,7 @@ func parseAPIKeys(t table) APIKeys {
 // an api_keys_file [[keys]] table. Types are checked here; the values
 // (key length, scopes, expiry, backends) when the key ring loads them.
 func parseKeyRecord(t table) policy.KeyRecord {
+	before := len(t.c.problems)
 	t.unknown(keyRecordKeys, "[[api_keys.api_keys]]")
 	var r policy.KeyRecord
 	r.Key, _ = t.str("key")
@@ -70,6 +76,32 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	}
 	// A date-time or an RFC 3339 string; policy names a wrong type.
 	r.ExpiresAt = t.m["expires_at"]
+	// The key ring's own checks, here so they come with a line: with the
+	// process environment under Load, a placeholder value under Parse
+	// (whose ${NAME}s the key ring resolves later).
+	if len(t.c.problems) > before {
+		return r // one problem at a time: the types first
+	}
+	lookup := t.c.env
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "placeholder-secret-0123456789abcdef", true }
+	}
+	if _, err := r.APIKey(policy.SourceConfig, lookup); err != nil {
+		msg := err.Error()
+		field, rest, ok := strings.Cut(msg, ": ")
+		switch {
+		case ok && slices.Contains(keyRecordKeys, field):
+			msg = rest
+		case strings.HasPrefix(msg, "key"):
+			field = "key"
+		default:
+			field = "scopes"
+		}
+		t.c.report(t.path.key(field), "%s", msg)
+	}
+	if err := policy.CheckKeyID(r.ID); err != nil && r.ID != "" {
+		t.c.report(t.path.key("id"), "%v", err)
+	}
 	return r
 }
 

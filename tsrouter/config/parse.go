@@ -41,7 +41,9 @@ var (
 )
 
 // Load reads and validates the config file at path (a leading ~ is
-// expanded). Any failure, including an unreadable file, is a *Error.
+// expanded) as `check` and `serve` both do: with Parse's rules, and every
+// ${NAME} an inline API key uses must be set. Any failure, including an
+// unreadable file, is a *Error.
 func Load(path string) (*Config, error) {
 	path = expandHome(path)
 	data, err := os.ReadFile(path)
@@ -53,7 +55,7 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{File: path, Problems: []Problem{{Msg: "cannot read config: " + msg}}, cause: err}
 	}
-	cfg, err := Parse(path, data)
+	cfg, err := parse(path, data, os.LookupEnv)
 	if err != nil {
 		return nil, err
 	}
@@ -66,11 +68,17 @@ func Load(path string) (*Config, error) {
 // when there are none. Top-level keys other than [server], [router],
 // [tailnet], [api_keys], [admin] and [acp] belong to other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
+	return parse(name, data, nil)
+}
+
+// parse is Parse; with env, ${NAME} references in inline API keys must
+// resolve too (the values are only checked, never kept).
+func parse(name string, data []byte, env func(string) (string, bool)) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		return nil, &Error{File: name, Problems: []Problem{syntaxProblem(err)}}
 	}
-	c := &checker{lines: indexLines(data)}
+	c := &checker{lines: indexLines(data), env: env}
 	root := table{c: c, m: doc}
 	cfg := &Config{Tailnet: defaultTailnet()}
 	if srv, ok := root.sub("server"); ok {

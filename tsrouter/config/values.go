@@ -15,6 +15,10 @@ import (
 type checker struct {
 	lines    *lineIndex
 	problems []Problem
+	// env resolves ${NAME} in inline API keys (Load: the process
+	// environment, so check and serve refuse the same files); nil leaves
+	// the references for the key ring (Parse).
+	env func(string) (string, bool)
 }
 
 func (c *checker) report(at keyPath, format string, args ...any) {
