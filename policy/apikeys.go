@@ -183,7 +183,11 @@ func NewSecret() (string, error) {
 // Authentication failures. Every one of them is a 401 for the caller; the
 // key id (never the secret) is available through *KeyError for the log.
 var (
-	ErrKeyUnknown  = errors.New("unknown api key")
+	ErrKeyUnknown = errors.New("unknown api key")
+	// ErrKeyRevoked is a key the router knew and that was rotated away,
+	// deleted or removed: refused in every mode, so a revoked key never
+	// passes as an anonymous caller without its restrictions.
+	ErrKeyRevoked  = errors.New("api key was revoked")
 	ErrKeyDisabled = errors.New("api key is disabled")
 	ErrKeyExpired  = errors.New("api key has expired")
 )
@@ -212,6 +216,27 @@ type KeySet struct {
 	keys     []APIKey
 	byDigest map[[sha256.Size]byte]*APIKey
 	byID     map[string]*APIKey
+	// revoked are digests of keys no longer in force, until when (zero:
+	// for good).
+	revoked map[[sha256.Size]byte]time.Time
+}
+
+// Revoked is a key no longer in force: its digest, and until when it is
+// remembered (the key's own expiry; zero: for good).
+type Revoked struct {
+	Digest [sha256.Size]byte
+	Until  time.Time
+}
+
+// WithRevoked returns s that also refuses the revoked digests (those
+// still valid keys of s are not refused).
+func (s *KeySet) WithRevoked(list []Revoked) *KeySet {
+	c := *s
+	c.revoked = make(map[[sha256.Size]byte]time.Time, len(list))
+	for _, r := range list {
+		c.revoked[r.Digest] = r.Until
+	}
+	return &c
 }
 
 // NewKeySet validates keys and indexes them; knownBackends are the
@@ -338,6 +363,9 @@ func (s *KeySet) Authenticate(secret string, now time.Time) (*APIKey, error) {
 	d := digestOf(secret)
 	k, ok := s.byDigest[d]
 	if !ok || subtle.ConstantTimeCompare(k.Digest[:], d[:]) != 1 {
+		if until, revoked := s.revoked[d]; revoked && (until.IsZero() || now.Before(until)) {
+			return nil, ErrKeyRevoked
+		}
 		return nil, ErrKeyUnknown
 	}
 	if !k.Enabled {

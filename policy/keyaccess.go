@@ -182,7 +182,8 @@ var (
 // unknown, disabled or expired credential); other errors are 403s.
 func Unauthenticated(err error) bool {
 	return errors.Is(err, ErrTokenRequired) || errors.Is(err, ErrKeyRequired) ||
-		errors.Is(err, ErrKeyUnknown) || errors.Is(err, ErrKeyDisabled) || errors.Is(err, ErrKeyExpired)
+		errors.Is(err, ErrKeyUnknown) || errors.Is(err, ErrKeyDisabled) || errors.Is(err, ErrKeyExpired) ||
+		errors.Is(err, ErrKeyRevoked)
 }
 
 // KeyRequest is the per-request input of Admit.

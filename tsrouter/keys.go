@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,10 @@ type KeyRing struct {
 	set     atomic.Pointer[policy.KeySet]
 	mu      sync.Mutex // serializes reloads and admin mutations
 	runtime []policy.APIKey
+	// revoked are the keys the ring knew that are no longer in force
+	// (rotated away, deleted, removed from the config or the key file),
+	// refused in every mode; kept beside the store.
+	revoked []policy.Revoked
 	stamps  [2]time.Time // mtimes of the key file and the store
 }
 
@@ -111,10 +116,37 @@ func (k *KeyRing) Reload() error {
 	for _, w := range warnings {
 		k.log.Warn("api keys: " + w)
 	}
+	revoked := k.revoked
+	if revoked == nil {
+		if revoked, err = state.LoadRevoked(state.RevokedPath(k.storePath)); err != nil {
+			return err
+		}
+	}
+	if old := k.set.Load(); old != nil {
+		if gone := revokedBetween(old.Keys(), keys); len(gone) > 0 {
+			revoked = append(revoked, gone...)
+			if err := state.SaveRevoked(state.RevokedPath(k.storePath), revoked, time.Now()); err != nil {
+				return fmt.Errorf("%w: %w", ErrKeyStoreWrite, err)
+			}
+		}
+	}
+	k.revoked = revoked
 	k.runtime = runtime
 	k.stamps = [2]time.Time{modTime(k.cfg.File), modTime(k.storePath)}
-	k.set.Store(set)
+	k.set.Store(set.WithRevoked(revoked))
 	return nil
+}
+
+// revokedBetween lists the keys of before whose secret is not in after:
+// each stays refused until the key would have expired.
+func revokedBetween(before, after []policy.APIKey) []policy.Revoked {
+	var out []policy.Revoked
+	for _, b := range before {
+		if !slices.ContainsFunc(after, func(a policy.APIKey) bool { return a.Digest == b.Digest }) {
+			out = append(out, policy.Revoked{Digest: b.Digest, Until: b.ExpiresAt})
+		}
+	}
+	return out
 }
 
 // BackendIDs lists every id an API key's allowed_backends may name: chat
@@ -216,12 +248,22 @@ func (k *KeyRing) mutateRuntime(fn func(runtime []policy.APIKey) ([]policy.APIKe
 	if err != nil {
 		return err
 	}
+	// Revocations are written first: a crash in between leaves a key
+	// both stored and revoked, and a stored key is still honoured.
+	revoked := k.revoked
+	if gone := revokedBetween(k.runtime, next); len(gone) > 0 {
+		revoked = append(slices.Clip(revoked), gone...)
+		if err := state.SaveRevoked(state.RevokedPath(k.storePath), revoked, time.Now()); err != nil {
+			return fmt.Errorf("%w: %w", ErrKeyStoreWrite, err)
+		}
+	}
 	if err := state.SaveKeyStore(k.storePath, next); err != nil {
 		return fmt.Errorf("%w: %w", ErrKeyStoreWrite, err)
 	}
+	k.revoked = revoked
 	k.runtime = next
 	k.stamps[1] = modTime(k.storePath)
-	k.set.Store(set)
+	k.set.Store(set.WithRevoked(revoked))
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
@@ -448,5 +449,67 @@ scopes = ["read", "write"]
 	}
 	if s := status(); s != 401 {
 		t.Errorf("a rejected reload changed the mode: %d", s)
+	}
+}
+
+// TestRevokedKeysAreRefused: a key the router knew and that was rotated
+// away or deleted is 401 in every mode — in permissive mode it used to
+// pass as an anonymous caller, free of its restrictions — and stays
+// refused after a restart.
+func TestRevokedKeysAreRefused(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	store := filepath.Join(t.TempDir(), "state", "keys.json")
+	opts := routerOpts{keyStore: store, adminToken: "admin-0123456789abcdef", env: map[string]string{"PARTNER_KEY": partnerKey}}
+	base := startRouter(t, keysConfig(url, "permissive"), opts)
+	admin := []string{"X-Admin-Token", "admin-0123456789abcdef"}
+	call := func(base, method, path, body string, hdr ...string) (int, map[string]any) {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		json.Unmarshal([]byte(readAll(t, resp)), &v)
+		return resp.StatusCode, v
+	}
+	chat := func(base, key string) int {
+		status, _ := call(base, "POST", "/v1/chat/completions", `{"model":"chat"}`, "Authorization", "Bearer "+key)
+		return status
+	}
+	status, created := call(base, "POST", "/admin/api-keys", `{"id":"bot","user_id":"u","organization_id":"o","scopes":["write"],"allowed_backends":["local-b"]}`, admin...)
+	if status != 201 {
+		t.Fatalf("create: %d %v", status, created)
+	}
+	first := created["key"].(string)
+	if got := chat(base, first); got != 403 {
+		t.Fatalf("the key is restricted to local-b: chat gave %d", got)
+	}
+	_, rotated := call(base, "POST", "/admin/api-keys/bot/rotate", "", admin...)
+	second := rotated["key"].(string)
+	if got := chat(base, first); got != 401 {
+		t.Errorf("the rotated-away key: %d, want 401 (not an anonymous 200)", got)
+	}
+	if status, _ := call(base, "DELETE", "/admin/api-keys/bot", "", admin...); status != 200 {
+		t.Fatalf("delete: %d", status)
+	}
+	if got := chat(base, second); got != 401 {
+		t.Errorf("the deleted key: %d, want 401", got)
+	}
+	if got := chat(base, "sk-never-issued-0123456789abcdef"); got != 200 {
+		t.Errorf("an unknown key in permissive mode: %d, want 200", got)
+	}
+	// A restart reads the revocations back.
+	again := startRouter(t, keysConfig(url, "permissive"), opts)
+	for _, key := range []string{first, second} {
+		if got := chat(again, key); got != 401 {
+			t.Errorf("after a restart, a revoked key: %d, want 401", got)
+		}
+	}
+	data, _ := os.ReadFile(state.RevokedPath(store))
+	if strings.Contains(string(data), first) || strings.Contains(string(data), second) {
+		t.Error("the revoked list holds a key, not its digest")
 	}
 }
