@@ -309,6 +309,15 @@ func requestError(err error) error {
 	if errors.As(err, &re) {
 		return errBadRequest(re.Message)
 	}
+	// Name the offending field or position, never the caller's values.
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		return errBadRequest(te.Field + ": wrong type (got a JSON " + te.Value + ")")
+	}
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return errBadRequest("bad JSON body: " + se.Error() + " at offset " + strconv.FormatInt(se.Offset, 10))
+	}
 	return errBadRequest("bad request body")
 }
 

@@ -287,8 +287,12 @@ func (h *Handler) fail(w *recorder, env envelope, err error) {
 			rec.detail = err.Error()
 		}
 	}
-	if ae.detail != "" {
+	switch {
+	case ae.detail != "":
 		rec.detail = ae.detail
+	case rec.detail == "" && ae.Status < 500:
+		// The operator sees why a caller was refused, as the caller did.
+		rec.detail = ae.Message
 	}
 	if ae.Type == kindExhausted.Type && ae.RetryAfter == "" && h.exhaustionRetryAfter != "" {
 		c := *ae

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -356,5 +357,41 @@ func TestCarelessInputIsRefused(t *testing.T) {
 		"Authorization", "Bearer "+routerToken, "X-Admin-Token", "admin-0123456789abcdef")
 	if body := readAll(t, resp); resp.StatusCode != 400 || !strings.Contains(body, "data after the JSON object") {
 		t.Errorf("trailing data: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestTranslationRefusalsNameTheField: a 400 from a translation names the
+// offending field (never the value), and the audit line says the same.
+func TestTranslationRefusalsNameTheField(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	var logs syncBuffer
+	h := newHandler(t, oneTier(url, ""), routerOpts{}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	addr := serveLikeProduction(t, h)
+	tests := []struct{ name, path, body, field string }{
+		{"messages not a list", "/v1/messages", `{"model":"chat","max_tokens":8,"messages":"secret-text-here"}`, "messages"},
+		{"max_tokens missing", "/v1/messages", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{"responses input wrong type", "/v1/responses", `{"model":"chat","input":42}`, "input"},
+		{"responses unsupported feature", "/v1/responses", `{"model":"chat","input":"hi","previous_response_id":"resp_1"}`, "previous_response_id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Post("http://"+addr+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, resp)
+			if resp.StatusCode != 400 || !strings.Contains(body, tc.field) || strings.Contains(body, "secret-text-here") {
+				t.Errorf("%d %s: want a 400 naming %s", resp.StatusCode, body, tc.field)
+			}
+		})
+	}
+	details := regexp.MustCompile(`"detail":"([^"]*)"`).FindAllStringSubmatch(logs.String(), -1)
+	for i, tc := range tests {
+		if i >= len(details) || !strings.Contains(details[i][1], tc.field) {
+			t.Errorf("audit detail %d does not name %s:\n%s", i, tc.field, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "secret-text-here") {
+		t.Error("the audit line carries the caller's value")
 	}
 }
