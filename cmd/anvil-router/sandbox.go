@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/anvil-serving/anvil-router/sandbox"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 

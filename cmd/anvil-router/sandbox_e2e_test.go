@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
-	"github.com/anvil-serving/anvil-router/sandbox"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"tailscale.com/ipn/store/mem"
 	"tailscale.com/tailcfg"
 	"tailscale.com/tsnet"

@@ -16,7 +16,7 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
-	"github.com/anvil-serving/anvil-router/sandbox"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"

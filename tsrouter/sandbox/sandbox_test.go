@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/anvil-serving/anvil-router/sandbox"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 )
 
 // The bind rules are tried in a child process: Landlock cannot be lifted,
