@@ -250,6 +250,13 @@ func replayResponses(t *testing.T, stream []byte) replayed {
 				}
 				keys = append(keys, "call:"+callID)
 			}
+			if it["type"] == "custom_tool_call" {
+				callID, _ := it["call_id"].(string)
+				if callID == "" || it["input"] != "" || it["name"] == "" {
+					t.Fatalf("custom_tool_call item %v", it)
+				}
+				keys = append(keys, "call:"+callID)
+			}
 			for _, k := range keys {
 				if k == "id:" || ids[k] {
 					t.Fatalf("missing or duplicate identity %q", k)
@@ -292,6 +299,16 @@ func replayResponses(t *testing.T, stream []byte) replayed {
 		case "response.function_call_arguments.done":
 			if it := item(); it["arguments"] != ev["arguments"] || it["name"] != ev["name"] {
 				t.Fatalf("arguments.done %v, built %v", ev, it)
+			}
+		case "response.custom_tool_call_input.delta":
+			it := item()
+			if it["type"] != "custom_tool_call" {
+				t.Fatalf("custom input delta to %v", it["type"])
+			}
+			it["input"] = it["input"].(string) + ev["delta"].(string)
+		case "response.custom_tool_call_input.done":
+			if it := item(); it["input"] != ev["input"] {
+				t.Fatalf("custom_tool_call_input.done %v, built %v", ev, it)
 			}
 		case "response.output_item.done":
 			it, got := item(), ev["item"].(map[string]any)
