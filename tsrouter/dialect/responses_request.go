@@ -77,10 +77,10 @@ type jsonSchemaSpec struct {
 }
 
 // ResponsesToOpenAI translates an OpenAI Responses request (the stateless
-// subset: no stored state, hosted tools or images) into an OpenAI Chat
-// Completions body. It is
+// subset: no stored state or images; hosted tools dropped) into an OpenAI
+// Chat Completions body. It is
 // strict: a member outside the allow-list, or a feature the router cannot
-// honour (store, hosted tools, images, …), is an
+// honour (store, images, …), is an
 // *UnsupportedError naming every such field; a malformed value is a
 // *RequestError. Unknown keys inside input items and function tools are
 // ignored: clients echo output items back with ids and statuses.
