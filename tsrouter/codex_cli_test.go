@@ -2,11 +2,13 @@ package tsrouter_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +92,6 @@ func codexSession(t *testing.T, codex string) {
 	base := startRouter(t, codexConfig(fakeURL), routerOpts{env: map[string]string{"SERVE_A_KEY": "serve-key"}})
 
 	home := t.TempDir()
-	work := t.TempDir()
 	conf := `model = "chat"
 model_provider = "anvil"
 approval_policy = "never"
@@ -114,11 +115,59 @@ wire_api = "responses"
 	if err := os.WriteFile(filepath.Join(home, "config.toml"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	for _, tc := range []struct {
+		name string
+		// call is the scripted tool call, as the serve names it.
+		call, args string
+		// result must be in the tool result Codex sends back: proof that
+		// Codex ran the call it was given.
+		result string
+	}{
+		{"exec_command runs echo", "exec_command", `{"cmd":"echo ` + codexMarker + `"}`, codexMarker},
+		// A namespace member's call goes back to Codex as name wait_agent
+		// in namespace multi_agent_v1: its own wait_agent handler answers
+		// (rejecting the made-up agent id), and the call comes back in the
+		// history under the flattened name.
+		{"namespaced multi_agent_v1 call", "multi_agent_v1__wait_agent", `{"targets":["not-an-agent"],"timeout_ms":10000}`, "agent id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			codexExec(t, codex, home, fakeserve.ScriptPrefix+tc.call+" "+tc.args)
+			last := string(fake.LastRequest().Body)
+			if !strings.Contains(last, `"name":"`+tc.call+`"`) || !strings.Contains(last, `"role":"tool"`) || !strings.Contains(last, tc.result) {
+				t.Fatalf("the serve's last request carries no %s call with a tool result containing %q: %.3000s", tc.call, tc.result, last)
+			}
+		})
+	}
+	// What Codex declared, as the serve saw it: namespace members arrive
+	// flattened, hosted tools not at all.
+	var up struct {
+		Tools []struct {
+			Function struct{ Name string } `json:"function"`
+		} `json:"tools"`
+	}
+	json.Unmarshal(fake.LastRequest().Body, &up)
+	var names []string
+	for _, tl := range up.Tools {
+		names = append(names, tl.Function.Name)
+	}
+	t.Logf("tools offered to the serve: %s", strings.Join(names, ", "))
+	if !slices.Contains(names, "exec_command") {
+		t.Errorf("exec_command not among the serve's tools")
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "multi_agent_v1__") }) {
+		t.Errorf("no flattened multi_agent_v1 namespace member among the serve's tools")
+	}
+}
+
+// codexExec runs one `codex exec` session with prompt and checks it ended
+// well: exit status 0 and the serve's final answer (quoting the tool
+// result) printed.
+func codexExec(t *testing.T, codex, home, prompt string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	prompt := fakeserve.ScriptPrefix + `exec_command {"cmd":"echo ` + codexMarker + `"}`
 	cmd := exec.CommandContext(ctx, codex, "exec", "--skip-git-repo-check", "--color", "never", prompt)
-	cmd.Dir = work
+	cmd.Dir = t.TempDir()
 	cmd.Stdin = strings.NewReader("")
 	cmd.Env = append(sdkEnviron(), "CODEX_HOME="+home, "NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
@@ -126,17 +175,8 @@ wire_api = "responses"
 	if err != nil {
 		t.Fatalf("codex exec: %v", err)
 	}
-	// The command ran: its output reached the serve as the tool result.
-	last := string(fake.LastRequest().Body)
-	if !strings.Contains(last, `"role":"tool"`) || !strings.Contains(last, codexMarker) {
-		t.Fatalf("the serve's last request carries no tool result with %q: %.2000s", codexMarker, last)
-	}
-	// The final answer (the serve quoting the tool result) reached Codex.
 	if !strings.Contains(string(out), fakeserve.ToolResultPrefix) {
 		t.Fatalf("codex printed no final answer starting %q", fakeserve.ToolResultPrefix)
-	}
-	if n := fake.Stats().Requests; n < 2 {
-		t.Fatalf("serve saw %d requests, want the call and the answer", n)
 	}
 }
 
