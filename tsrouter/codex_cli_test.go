@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,7 +91,13 @@ func codexSession(t *testing.T, codex string) {
 		}
 	}
 	fake, fakeURL := startFake(t, fakeserve.Options{})
-	base := startRouter(t, codexConfig(fakeURL), routerOpts{env: map[string]string{"SERVE_A_KEY": "serve-key"}})
+	var logs syncBuffer
+	srv := httptest.NewServer(newHandler(t, codexConfig(fakeURL), routerOpts{env: map[string]string{"SERVE_A_KEY": "serve-key"}}, slog.New(slog.NewJSONHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	base := srv.URL
+	// Which hosted tools this Codex declared (dropped, with the warning)
+	// shows in the audit lines.
+	t.Cleanup(func() { t.Logf("router audit lines:\n%s", logs.String()) })
 
 	home := t.TempDir()
 	conf := `model = "chat"
@@ -137,6 +145,11 @@ wire_api = "responses"
 				t.Fatalf("the serve's last request carries no %s call with a tool result containing %q: %.3000s", tc.call, tc.result, last)
 			}
 		})
+	}
+	// This Codex declares web_search, which no serve runs: it is dropped,
+	// and the audit line says so.
+	if !strings.Contains(logs.String(), `"detail":"hosted tools dropped: web_search"`) {
+		t.Errorf("no audit line reports the dropped web_search tool")
 	}
 	// What Codex declared, as the serve saw it: namespace members arrive
 	// flattened, hosted tools not at all.
