@@ -269,7 +269,7 @@ var messagesAPI = &callerAPI{
 var responsesAPI = &callerAPI{
 	env: envResponses,
 	parse: func(q *inference) error {
-		out, info, err := dialect.ResponsesToOpenAI(q.body)
+		out, info, err := dialect.ResponsesToOpenAIWith(q.body, q.responsesOpts)
 		if err != nil {
 			return requestError(err)
 		}

@@ -35,6 +35,8 @@ type routerOpts struct {
 	bodyGrace   time.Duration
 	minBodyRate int64
 	writeStall  time.Duration
+	// refuseHostedTools is Options.RefuseHostedTools.
+	refuseHostedTools bool
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -76,6 +78,7 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		BodyGrace:            o.bodyGrace,
 		MinBodyRate:          o.minBodyRate,
 		WriteStall:           o.writeStall,
+		RefuseHostedTools:    o.refuseHostedTools,
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()

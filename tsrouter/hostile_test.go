@@ -247,7 +247,7 @@ func TestPausingReaderDoesNotBlameTheServe(t *testing.T) {
 		deltas[i] = strings.Repeat("y", 512)
 	}
 	_, url := startFake(t, fakeserve.Options{Deltas: deltas})
-	cfg := strings.Replace(oneTier(url, ""), "relay_timeout = 2.0", "relay_timeout = 0.3", 1)
+	cfg := strings.Replace(oneTier(url, ""), "relay_timeout = 2.0", "relay_timeout = 1.0", 1)
 	var logs syncBuffer
 	h := newHandler(t, cfg, routerOpts{writeStall: 10 * time.Second}, slog.New(slog.NewJSONHandler(&logs, nil)))
 	addr := serveLikeProduction(t, h)
@@ -261,7 +261,7 @@ func TestPausingReaderDoesNotBlameTheServe(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, first); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1200 * time.Millisecond) // four relay timeouts
+	time.Sleep(3500 * time.Millisecond) // three relay timeouts and more
 	rest, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)

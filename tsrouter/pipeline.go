@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
@@ -60,6 +61,8 @@ type inference struct {
 	// separate prompts, each of which must fit), not chat messages.
 	text      bool
 	promptMax int
+	// responsesOpts are the operator's choices for a Responses request.
+	responsesOpts dialect.ResponsesOptions
 }
 
 // infer runs the pipeline for one caller dialect.
@@ -68,9 +71,16 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
 	body := w.body
-	q := &inference{body: body}
+	q := &inference{body: body, responsesOpts: h.responsesOpts}
 	if err := a.parse(q); err != nil {
 		return err
+	}
+	if dropped := q.info.DroppedTools; len(dropped) > 0 {
+		// Never a silent half-run: the caller and the record learn which
+		// hosted tools the model was not offered.
+		list := strings.Join(dropped, ",")
+		w.Header().Set("X-Anvil-Warning", "hosted_tools_dropped="+list)
+		rec.detail = "hosted tools dropped: " + list
 	}
 	tier, err := h.routeAlias(rec, q.alias)
 	if err != nil {

@@ -365,7 +365,7 @@ func TestResponsesRejections(t *testing.T) {
 		{"reasoning key", `{` + in + `,"reasoning":{"generate_summary":"auto"}}`, "unsupported_feature", "reasoning.generate_summary"},
 		{"parallel_tool_calls not a boolean", `{` + in + `,"parallel_tool_calls":1}`, "invalid_request_error", "parallel_tool_calls must be a boolean"},
 		{"truncation auto", `{` + in + `,"truncation":"auto"}`, "unsupported_feature", "truncation"},
-		{"hosted tool", `{` + in + `,"tools":[{"type":"web_search"}]}`, "unsupported_feature", "tools[0].type (only function)"},
+		{"unknown tool type", `{` + in + `,"tools":[{"type":"frobnicate"}]}`, "unsupported_feature", "tools[0].type (function, namespace, custom or a hosted tool)"},
 		{"tool_choice hosted", `{` + in + `,"tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"file_search"}}`, "unsupported_feature", "tool_choice"},
 		{"image input", `{"model":"chat","input":[{"role":"user","content":[{"type":"input_image","image_url":"data:image/png;base64,AA"}]}]}`, "unsupported_feature", "input[0].content[0].type"},
 		{"unknown item", `{"model":"chat","input":[{"type":"item_reference","id":"x"}]}`, "unsupported_feature", "input[0].type"},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
@@ -69,6 +70,12 @@ type Options struct {
 	// DefaultExhaustionRetryAfter, negative = none). Long enough that
 	// the SDKs do not wait for it: the caller should go elsewhere now.
 	ExhaustionRetryAfter time.Duration
+	// RefuseHostedTools answers a Responses request that declares a
+	// hosted tool (web_search, file_search, …: tools that run on
+	// OpenAI's side, which no serve can run) with 400 instead of dropping
+	// the tool with an X-Anvil-Warning ([router].hosted_tools = "refuse";
+	// default "drop").
+	RefuseHostedTools bool
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -105,6 +112,8 @@ type Handler struct {
 	// exhaustionRetryAfter is the Retry-After of the exhaustion status
 	// when the serve sent none (seconds; "" none).
 	exhaustionRetryAfter string
+	// responsesOpts are the Responses translation's operator choices.
+	responsesOpts dialect.ResponsesOptions
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
@@ -141,6 +150,9 @@ func New(opts Options) *Handler {
 	h.limiter = policy.NewRateLimiter()
 	h.keys = opts.Keys
 	h.adminToken = opts.AdminToken
+	if opts.RefuseHostedTools {
+		h.responsesOpts.Hosted = dialect.HostedRefuse
+	}
 	switch ra := opts.ExhaustionRetryAfter; {
 	case ra == 0:
 		h.exhaustionRetryAfter = itoa(int(DefaultExhaustionRetryAfter / time.Second))

@@ -205,6 +205,7 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		Version:        versionString(),
 
 		ExhaustionRetryAfter: cfg.Router.ExhaustionRetryAfter,
+		RefuseHostedTools:    cfg.Router.RefuseHostedTools,
 	})
 	return h, set, nil
 }

@@ -36,7 +36,7 @@ var (
 		"availability_probe_max_bytes", "purpose_models", "audio_routes",
 		"audio_max_input_bytes", "audio_max_output_bytes",
 		"audio_max_text_chars", "audio_max_concurrency",
-		"availability_probe_background", "queue_timeout",
+		"availability_probe_background", "queue_timeout", "hosted_tools",
 	}
 )
 
@@ -184,6 +184,15 @@ func parseRouter(t table) Router {
 	}
 	if v, ok := t.boolean("availability_probe_background"); ok {
 		r.ProbeInBackground = v
+	}
+	if v, ok := t.str("hosted_tools"); ok {
+		switch v {
+		case "drop":
+		case "refuse":
+			r.RefuseHostedTools = true
+		default:
+			t.c.report(t.path.key("hosted_tools"), `must be "drop" or "refuse"`)
+		}
 	}
 
 	// Tier, purpose-model and audio-route ids share one namespace.

@@ -56,6 +56,10 @@ type Router struct {
 	// sent none (default 120 s: long enough that the SDKs do not wait,
 	// so a client with its own provider goes there now).
 	ExhaustionRetryAfter time.Duration
+	// RefuseHostedTools is hosted_tools = "refuse": a Responses request
+	// declaring a hosted tool (web_search, …) gets 400 instead of the
+	// tool being dropped with a warning (default "drop").
+	RefuseHostedTools bool
 	// RelayTimeout bounds connect, time to response headers and every gap
 	// between upstream reads, unless a tier sets its own Timeout (default 20s).
 	RelayTimeout time.Duration

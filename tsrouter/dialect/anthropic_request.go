@@ -70,6 +70,15 @@ type RequestInfo struct {
 	Images int
 	// Thinking is whether the caller asked for extended thinking.
 	Thinking bool
+	// ToolOrigins maps the serve-side name of each function that stands
+	// for a Responses namespace member or custom tool to what it stands
+	// for (nil when there is none), so replies name the call as the
+	// caller declared it.
+	ToolOrigins map[string]ToolOrigin `json:",omitempty"`
+	// DroppedTools are the hosted tool types removed from a Responses
+	// request (in order of first appearance), for the warning header and
+	// the record.
+	DroppedTools []string `json:",omitempty"`
 }
 
 // anthropicRequest keeps every member raw: a member of the wrong type is

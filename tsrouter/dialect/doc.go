@@ -27,7 +27,10 @@
 // API is served): a top-level member outside
 // the allow-list, or a feature the router cannot honour, is an
 // *UnsupportedError naming every such field (400 unsupported_feature); a
-// malformed value is a *RequestError. OpenAIResponseToResponses
+// malformed value is a *RequestError. Namespace and custom (free-form)
+// tools are offered to the serve as functions and their calls mapped back
+// (RequestInfo.ToolOrigins); hosted tools are dropped (RequestInfo.
+// DroppedTools) or refused, per ResponsesOptions. OpenAIResponseToResponses
 // translates a non-streaming reply; NewResponsesStream returns a
 // ResponsesStream (Start, Chunk per event payload, Finish or ErrorEvent)
 // that emits the official event sequence with sequence_number, text,

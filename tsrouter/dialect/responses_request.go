@@ -32,12 +32,15 @@ func (e *UnsupportedError) Error() string {
 // dropped. Codex sends it on every request; it only steers which of
 // OpenAI's machines holds the prompt cache, and vLLM and SGLang cache
 // prefixes on their own, so dropping it changes no answer — refusing it
-// would lock out the main Responses client.
+// would lock out the main Responses client. client_metadata (Codex's
+// turn, thread and session ids) is validated and never forwarded: it
+// describes the client, not the answer.
 var responsesFields = map[string]bool{
 	"include": true, "input": true, "instructions": true, "max_output_tokens": true,
 	"model": true, "parallel_tool_calls": true, "reasoning": true, "store": true,
 	"stream": true, "temperature": true, "text": true, "tool_choice": true,
 	"tools": true, "top_p": true, "truncation": true, "prompt_cache_key": true,
+	"client_metadata": true,
 }
 
 // reasoningEfforts are the accepted reasoning.effort values. The effort is
@@ -74,19 +77,25 @@ type jsonSchemaSpec struct {
 }
 
 // ResponsesToOpenAI translates an OpenAI Responses request (the stateless
-// subset: no stored state, hosted tools or images) into an OpenAI Chat
-// Completions body. It is
+// subset: no stored state or images; hosted tools dropped) into an OpenAI
+// Chat Completions body. It is
 // strict: a member outside the allow-list, or a feature the router cannot
-// honour (store, hosted tools, images, …), is an
+// honour (store, images, …), is an
 // *UnsupportedError naming every such field; a malformed value is a
 // *RequestError. Unknown keys inside input items and function tools are
 // ignored: clients echo output items back with ids and statuses.
 func ResponsesToOpenAI(body []byte) (out []byte, info RequestInfo, err error) {
+	return ResponsesToOpenAIWith(body, ResponsesOptions{})
+}
+
+// ResponsesToOpenAIWith is ResponsesToOpenAI with the operator's options
+// (what hosted tools get).
+func ResponsesToOpenAIWith(body []byte, opts ResponsesOptions) (out []byte, info RequestInfo, err error) {
 	var req map[string]json.RawMessage
 	if err := decodeObject(body, &req); err != nil {
 		return nil, RequestInfo{}, err
 	}
-	c := &responsesConverter{}
+	c := &responsesConverter{opts: opts}
 	for k := range req {
 		if !responsesFields[k] {
 			c.refuse(clipField(k))
@@ -119,6 +128,9 @@ type responsesConverter struct {
 	info        RequestInfo
 	est         estimator
 	unsupported []string
+	opts        ResponsesOptions
+	// names are the function names offered to the serve so far.
+	names map[string]bool
 	// reasoning is the text of reasoning input items waiting for the
 	// assistant turn they belong to.
 	reasoning []string
@@ -165,6 +177,9 @@ func (c *responsesConverter) convert(req map[string]json.RawMessage) error {
 		return err
 	}
 	if err := c.tools(req["tools"], req["tool_choice"], req["parallel_tool_calls"]); err != nil {
+		return err
+	}
+	if err := clientMetadata(req["client_metadata"]); err != nil {
 		return err
 	}
 	if err := c.sampling(req); err != nil {
@@ -239,6 +254,7 @@ type responsesItem struct {
 	Name      json.RawMessage `json:"name"`
 	Arguments json.RawMessage `json:"arguments"`
 	Output    json.RawMessage `json:"output"`
+	Namespace json.RawMessage `json:"namespace"`
 }
 
 // input turns the input (a string, or message / function_call /
@@ -273,12 +289,14 @@ func (c *responsesConverter) input(raw json.RawMessage) error {
 			err = c.message(path, &it)
 		case "function_call":
 			err = c.functionCall(path, &it)
-		case "function_call_output":
+		case "function_call_output", "custom_tool_call_output":
 			err = c.functionOutput(path, &it)
+		case "custom_tool_call":
+			err = c.customCall(path, el)
 		case "reasoning":
 			c.reasoningItem(el)
 		default:
-			c.refuse(path + ".type (message, function_call, function_call_output or reasoning)")
+			c.refuse(path + ".type (message, function_call, function_call_output, custom_tool_call, custom_tool_call_output or reasoning)")
 		}
 		if err != nil {
 			return err
@@ -367,21 +385,25 @@ func (c *responsesConverter) functionCall(path string, it *responsesItem) error 
 	case hasValue(it.Arguments):
 		return &RequestError{Message: path + ".arguments must be a string or an object"}
 	}
+	name := serveName(it.Namespace, str(it.Name))
+	c.appendCall(chatToolCall{ID: str(it.CallID), Type: "function", Function: chatFunction{Name: name, Arguments: args}})
+	return nil
+}
+
+// appendCall adds a history tool call to its assistant turn.
+func (c *responsesConverter) appendCall(call chatToolCall) {
 	c.info.ToolStructure = true
-	name := str(it.Name)
-	c.est.add(name)
-	c.est.add(args)
-	call := chatToolCall{ID: str(it.CallID), Type: "function", Function: chatFunction{Name: name, Arguments: args}}
+	c.est.add(call.Function.Name)
+	c.est.add(call.Function.Arguments)
 	if n := len(c.out.Messages); n > 0 && c.out.Messages[n-1].Role == "assistant" {
 		last := &c.out.Messages[n-1]
 		last.ToolCalls = append(last.ToolCalls, call)
 		if last.ReasoningContent == "" {
 			last.ReasoningContent = c.takeReasoning()
 		}
-		return nil
+		return
 	}
 	c.out.Messages = append(c.out.Messages, chatMessage{Role: "assistant", ToolCalls: []chatToolCall{call}, ReasoningContent: c.takeReasoning()})
-	return nil
 }
 
 func (c *responsesConverter) functionOutput(path string, it *responsesItem) error {
@@ -503,24 +525,31 @@ func (c *responsesConverter) tool(path string, el json.RawMessage) error {
 	if !isObject(el) || json.Unmarshal(el, &t) != nil {
 		return &RequestError{Message: path + " must be an object"}
 	}
-	switch str(t.Type) {
-	case "function":
-	case "namespace":
-		// Codex declares its collaboration (multi-agent) tools as a
-		// namespace a serve cannot run; dropping it keeps Codex working.
-		if str(t.Name) == "collaboration" {
-			return nil
-		}
-		c.refuse(path + ".type (only function)")
+	switch typ := str(t.Type); {
+	case typ == "function":
+	case typ == "namespace":
+		return c.namespaceTool(path, el)
+	case typ == "custom":
+		return c.customTool(path, el)
+	case hostedTools[typ]:
+		c.hostedTool(path, typ)
 		return nil
 	default:
-		c.refuse(path + ".type (only function)")
+		c.refuse(path + ".type (function, namespace, custom or a hosted tool)")
 		return nil
 	}
 	if !nonEmptyString(t.Name) {
 		return &RequestError{Message: path + ".name must be a non-empty string"}
 	}
-	def := chatToolDef{Name: str(t.Name), Parameters: emptySchema}
+	return c.functionTool(path, &t, str(t.Name), nil)
+}
+
+// functionTool offers a function tool to the serve under name.
+func (c *responsesConverter) functionTool(path string, t *responsesTool, name string, origin *ToolOrigin) error {
+	if err := c.declare(path, name, origin); err != nil {
+		return err
+	}
+	def := chatToolDef{Name: name, Parameters: emptySchema}
 	if hasValue(t.Description) {
 		if !isString(t.Description) {
 			return &RequestError{Message: path + ".description must be a string"}

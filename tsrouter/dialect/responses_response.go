@@ -20,6 +20,8 @@ const (
 	itemMessage itemKind = iota + 1
 	itemReasoning
 	itemCall
+	// itemCustom is a custom_tool_call: text is its input.
+	itemCustom
 )
 
 // Item statuses.
@@ -36,7 +38,10 @@ type respItem struct {
 	text   []byte // escaped content: message text, reasoning text or call arguments
 	callID []byte // function_call: call_id as a JSON string
 	name   []byte // function_call: name as a JSON string
-	status string
+	// namespace is a namespaced function_call's namespace as a JSON
+	// string, nil otherwise.
+	namespace []byte
+	status    string
 }
 
 // appendJSON appends the item. Without full it is the item as
@@ -62,6 +67,18 @@ func (it *respItem) appendJSON(b []byte, full bool) []byte {
 			b = it.appendPart(b)
 		}
 		return append(b, "]}"...)
+	case itemCustom:
+		b = append(b, `","type":"custom_tool_call","status":"`...)
+		b = append(b, it.status...)
+		b = append(b, `","call_id":`...)
+		b = append(b, it.callID...)
+		b = append(b, `,"name":`...)
+		b = append(b, it.name...)
+		b = append(b, `,"input":"`...)
+		if full {
+			b = append(b, it.text...)
+		}
+		return append(b, `"}`...)
 	default:
 		b = append(b, `","type":"function_call","status":"`...)
 		b = append(b, it.status...)
@@ -73,6 +90,10 @@ func (it *respItem) appendJSON(b []byte, full bool) []byte {
 		b = append(b, it.callID...)
 		b = append(b, `,"name":`...)
 		b = append(b, it.name...)
+		if it.namespace != nil {
+			b = append(b, `,"namespace":`...)
+			b = append(b, it.namespace...)
+		}
 		return append(b, '}')
 	}
 }
@@ -258,7 +279,9 @@ func OpenAIResponseToResponses(body []byte, info RequestInfo) ([]byte, error) {
 			id = newID("call_")
 		}
 		seen[id] = true
-		items = append(items, respItem{kind: itemCall, id: newID("fc_"), text: args, callID: appendString(nil, id), name: appendString(nil, tc.Function.Name), status: statusCompleted})
+		item := respItem{kind: itemCall, id: newID("fc_"), text: args, callID: appendString(nil, id), name: appendString(nil, tc.Function.Name), status: statusCompleted}
+		info.restoreTool(&item)
+		items = append(items, item)
 		est.add(tc.Function.Name)
 		est.addRaw(args)
 	}
@@ -277,4 +300,23 @@ func OpenAIResponseToResponses(body []byte, info RequestInfo) ([]byte, error) {
 	}
 	head := newResponseHead(info.Model)
 	return head.appendResponse(nil, status, incomplete, items, &u), nil
+}
+
+// restoreTool renames a call of a function that stands for a namespace
+// member (name and namespace as declared) or a custom tool (a
+// custom_tool_call whose input is the "input" argument). it.text holds
+// the escaped arguments.
+func (info *RequestInfo) restoreTool(it *respItem) {
+	origin, ok := info.ToolOrigins[str(it.name)]
+	if !ok {
+		return
+	}
+	it.name = appendString(nil, origin.Name)
+	if origin.Custom {
+		it.kind = itemCustom
+		it.id = "ctc_" + it.id[len("fc_"):]
+		it.text = customToFunctionArgs(unescapeArgs(it.text))
+		return
+	}
+	it.namespace = appendString(nil, origin.Namespace)
 }

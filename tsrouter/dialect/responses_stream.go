@@ -275,6 +275,8 @@ func (t *ResponsesStream) closeOpen(status string) {
 		}
 		t.end()
 		t.partEvent("response.content_part.done", i)
+	case itemCustom:
+		t.closeCustom(i)
 	case itemCall:
 		for j := range t.tools {
 			if t.tools[j].block == i {
@@ -312,7 +314,11 @@ func (t *ResponsesStream) startTool(tc int) {
 	}
 	t.callIDs[string(callID)] = true
 	t.est.addRaw(s.name[1 : len(s.name)-1])
-	t.openItem(respItem{kind: itemCall, id: newID("fc_"), callID: callID, name: s.name})
+	item := respItem{kind: itemCall, id: newID("fc_"), callID: callID, name: s.name}
+	// A custom tool's item is announced as one from the start; its
+	// arguments are gathered and its input sent when the call is done.
+	t.info.restoreTool(&item)
+	t.openItem(item)
 	s.block = t.open
 }
 
@@ -320,6 +326,20 @@ func (t *ResponsesStream) startTool(tc int) {
 // the serve's value (see appendArgs), or text already escaped.
 func (t *ResponsesStream) argsDelta(args []byte, escaped bool) {
 	i := t.open
+	if t.items[i].kind == itemCustom {
+		// The serve streams the JSON arguments {"input": "…"}; the
+		// input itself is only known once they are complete.
+		mark := len(t.buf)
+		if escaped {
+			t.buf = append(t.buf, args...)
+		} else {
+			t.buf = appendArgs(t.buf, args)
+		}
+		t.est.addRaw(t.buf[mark:])
+		t.items[i].text = append(t.items[i].text, t.buf[mark:]...)
+		t.buf = t.buf[:mark]
+		return
+	}
 	t.event("response.function_call_arguments.delta")
 	t.itemRef(i)
 	t.buf = append(t.buf, `,"delta":"`...)
@@ -388,4 +408,31 @@ func (t *ResponsesStream) ErrorEvent() []byte {
 	b = strconv.AppendInt(b, int64(t.seq), 10)
 	t.seq++
 	return append(b, ",\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n"...)
+}
+
+// closeCustom ends a custom_tool_call item: its gathered arguments become
+// the input, sent as one response.custom_tool_call_input.delta and the
+// .done event, as the Responses API streams a free-form tool's input.
+func (t *ResponsesStream) closeCustom(i int) {
+	for j := range t.tools {
+		if t.tools[j].block == i {
+			t.tools[j].closed = true
+		}
+	}
+	it := &t.items[i]
+	it.text = customToFunctionArgs(unescapeArgs(it.text))
+	if len(it.text) > 0 {
+		t.event("response.custom_tool_call_input.delta")
+		t.itemRef(i)
+		t.buf = append(t.buf, `,"delta":"`...)
+		t.buf = append(t.buf, it.text...)
+		t.buf = append(t.buf, '"')
+		t.end()
+	}
+	t.event("response.custom_tool_call_input.done")
+	t.itemRef(i)
+	t.buf = append(t.buf, `,"input":"`...)
+	t.buf = append(t.buf, it.text...)
+	t.buf = append(t.buf, '"')
+	t.end()
 }

@@ -250,6 +250,13 @@ func replayResponses(t *testing.T, stream []byte) replayed {
 				}
 				keys = append(keys, "call:"+callID)
 			}
+			if it["type"] == "custom_tool_call" {
+				callID, _ := it["call_id"].(string)
+				if callID == "" || it["input"] != "" || it["name"] == "" {
+					t.Fatalf("custom_tool_call item %v", it)
+				}
+				keys = append(keys, "call:"+callID)
+			}
 			for _, k := range keys {
 				if k == "id:" || ids[k] {
 					t.Fatalf("missing or duplicate identity %q", k)
@@ -292,6 +299,16 @@ func replayResponses(t *testing.T, stream []byte) replayed {
 		case "response.function_call_arguments.done":
 			if it := item(); it["arguments"] != ev["arguments"] || it["name"] != ev["name"] {
 				t.Fatalf("arguments.done %v, built %v", ev, it)
+			}
+		case "response.custom_tool_call_input.delta":
+			it := item()
+			if it["type"] != "custom_tool_call" {
+				t.Fatalf("custom input delta to %v", it["type"])
+			}
+			it["input"] = it["input"].(string) + ev["delta"].(string)
+		case "response.custom_tool_call_input.done":
+			if it := item(); it["input"] != ev["input"] {
+				t.Fatalf("custom_tool_call_input.done %v, built %v", ev, it)
 			}
 		case "response.output_item.done":
 			it, got := item(), ev["item"].(map[string]any)
@@ -389,13 +406,13 @@ func TestResponsesRequestRejections(t *testing.T) {
 		{name: "reasoning other key", body: `{"model":"m",` + in + `,"reasoning":{"effort":"low","generate_summary":"auto"}}`, unsupported: []string{"reasoning.generate_summary"}},
 		{name: "parallel tool calls not a boolean", body: `{"model":"m",` + in + `,"parallel_tool_calls":"yes"}`, invalid: "parallel_tool_calls must be a boolean"},
 		{name: "truncation auto", body: `{"model":"m",` + in + `,"truncation":"auto"}`, unsupported: []string{`truncation (only "disabled")`}},
-		{name: "hosted tool", body: `{"model":"m",` + in + `,"tools":[{"type":"function","name":"f"},{"type":"web_search"}]}`, unsupported: []string{"tools[1].type (only function)"}},
-		{name: "other namespace", body: `{"model":"m",` + in + `,"tools":[{"type":"namespace","name":"other"}]}`, unsupported: []string{"tools[0].type (only function)"}},
+		{name: "unknown tool type", body: `{"model":"m",` + in + `,"tools":[{"type":"function","name":"f"},{"type":"frobnicate"}]}`, unsupported: []string{"tools[1].type (function, namespace, custom or a hosted tool)"}},
+		{name: "namespace member not a function", body: `{"model":"m",` + in + `,"tools":[{"type":"namespace","name":"other","tools":[{"type":"web_search"}]}]}`, unsupported: []string{"tools[0].tools[0].type (only function inside a namespace)"}},
 		{name: "tool_choice allowed_tools", body: `{"model":"m",` + in + `,"tools":[{"type":"function","name":"f"}],"tool_choice":{"type":"allowed_tools","mode":"auto","tools":[]}}`, unsupported: []string{"tool_choice (auto, none, required or {type: function, name})"}},
 		{name: "tool_choice extra key", body: `{"model":"m",` + in + `,"tool_choice":{"type":"function","name":"f","x":1}}`, unsupported: []string{"tool_choice (auto, none, required or {type: function, name})"}},
 		{name: "image input", body: `{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"see"},{"type":"input_image","image_url":"data:image/png;base64,AA"}]}]}`, unsupported: []string{"input[0].content[1].type (text parts only; images and files are not supported)"}},
 		{name: "image in tool output", body: `{"model":"m","input":[{"type":"function_call_output","call_id":"c","output":[{"type":"input_image","image_url":"x"}]}]}`, unsupported: []string{"input[0].output[0].type (text parts only; images and files are not supported)"}},
-		{name: "unknown item type", body: `{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}`, unsupported: []string{"input[0].type (message, function_call, function_call_output or reasoning)"}},
+		{name: "unknown item type", body: `{"model":"m","input":[{"type":"web_search_call","id":"ws"}]}`, unsupported: []string{"input[0].type (message, function_call, function_call_output, custom_tool_call, custom_tool_call_output or reasoning)"}},
 		{name: "text verbosity and format", body: `{"model":"m",` + in + `,"text":{"verbosity":"low","format":{"type":"text"}}}`, unsupported: []string{"text.format.type (only json_schema)", "text.verbosity"}},
 		{name: "unknown field and unsupported value together", body: `{"model":"m",` + in + `,"user":"u","store":true}`, unsupported: []string{"store (only false)", "user"}},
 		{name: "unsupported wins over malformed", body: `{"model":5,` + in + `,"user":"u"}`, unsupported: []string{"user"}},
