@@ -57,14 +57,8 @@ var chatAPI = &callerAPI{
 	env:    envOpenAI,
 	native: "openai",
 	parse: func(q *inference) error {
-		req, err := parseObject(q.body)
+		req, err := q.parseOpenAI()
 		if err != nil {
-			return err
-		}
-		if q.modelJSON, q.alias, err = requestModel(req); err != nil {
-			return err
-		}
-		if q.stream, err = requestStream(req); err != nil {
 			return err
 		}
 		q.chat, q.native = req, req
@@ -75,6 +69,22 @@ var chatAPI = &callerAPI{
 	},
 	reply: openAIReply,
 	relay: openAIRelay,
+}
+
+// parseOpenAI reads an OpenAI-dialect body the router relays as sent: its
+// model (echoed in replies) and whether it streams.
+func (q *inference) parseOpenAI() (*jsonobj.Object, error) {
+	req, err := parseObject(q.body)
+	if err != nil {
+		return nil, err
+	}
+	if q.modelJSON, q.alias, err = requestModel(req); err != nil {
+		return nil, err
+	}
+	if q.stream, err = requestStream(req); err != nil {
+		return nil, err
+	}
+	return req, nil
 }
 
 // openAIReply is an OpenAI-dialect serve's reply relayed as sent but for
@@ -110,14 +120,8 @@ var completionsAPI = &callerAPI{
 	native: "openai",
 	kind:   "completion",
 	parse: func(q *inference) error {
-		req, err := parseObject(q.body)
+		req, err := q.parseOpenAI()
 		if err != nil {
-			return err
-		}
-		if q.modelJSON, q.alias, err = requestModel(req); err != nil {
-			return err
-		}
-		if q.stream, err = requestStream(req); err != nil {
 			return err
 		}
 		prompts, err := completionPrompts(req.Get("prompt"))

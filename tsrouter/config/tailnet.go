@@ -141,27 +141,18 @@ func isTailscaleDomain(capName string) bool {
 	return host == "tailscale.com" || strings.HasSuffix(host, ".tailscale.com")
 }
 
-// strings reads an optional array of non-empty strings.
+// strings reads an optional array of non-empty strings, trimmed.
 func (t table) strings(key string) []string {
-	v, present := t.m[key]
-	if !present {
-		return nil
-	}
-	arr, ok := v.([]any)
-	if !ok {
-		t.c.report(t.path.key(key), "must be an array of strings, got %s", typeName(v))
-		return nil
-	}
-	out := make([]string, 0, len(arr))
-	for i, e := range arr {
-		s, ok := e.(string)
-		if !ok || strings.TrimSpace(s) == "" {
+	out := t.stringArray(key)
+	kept := out[:0]
+	for i, s := range out {
+		if s = strings.TrimSpace(s); s == "" {
 			t.c.report(t.path.key(key).at(i), "must be a non-empty string")
 			continue
 		}
-		out = append(out, strings.TrimSpace(s))
+		kept = append(kept, s)
 	}
-	return out
+	return kept
 }
 
 // tags reads an optional array of ACL tags.
