@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 )
 
 // confineBinds applies the bind sandbox before anything listens: TCP bind

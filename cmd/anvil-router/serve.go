@@ -16,10 +16,10 @@ import (
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
-	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/state"
 	"github.com/anvil-serving/anvil-router/tsrouter"
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
+	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
