@@ -57,14 +57,21 @@ func LoadRevoked(path string) ([]policy.Revoked, error) {
 	return out, nil
 }
 
-// SaveRevoked writes the revoked digests still in force at now, atomically
-// (0600): expired entries are dropped, and the oldest past MaxRevoked.
-func SaveRevoked(path string, list []policy.Revoked, now time.Time) error {
-	f := revokedFile{Version: 1, Revoked: []revokedEntry{}}
+// PruneRevoked is list without the entries expired at now, and without
+// the oldest past MaxRevoked.
+func PruneRevoked(list []policy.Revoked, now time.Time) []policy.Revoked {
 	list = slices.DeleteFunc(slices.Clone(list), func(r policy.Revoked) bool { return !r.Until.IsZero() && !now.Before(r.Until) })
 	if len(list) > MaxRevoked {
 		list = list[len(list)-MaxRevoked:]
 	}
+	return list
+}
+
+// SaveRevoked writes the revoked digests still in force at now, atomically
+// (0600).
+func SaveRevoked(path string, list []policy.Revoked, now time.Time) error {
+	f := revokedFile{Version: 1, Revoked: []revokedEntry{}}
+	list = PruneRevoked(list, now)
 	for _, r := range list {
 		f.Revoked = append(f.Revoked, revokedEntry{SHA256: hex.EncodeToString(r.Digest[:]), Until: r.Until})
 	}

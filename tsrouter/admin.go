@@ -13,6 +13,7 @@ import (
 // while the data plane is saturated) and one mutation at a time.
 const (
 	managementSlots     = 8
+	adminSlots          = 4
 	defaultDrainTimeout = 30 * time.Second
 	maxAdminBody        = 64 << 10
 )

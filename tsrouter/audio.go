@@ -144,7 +144,7 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 		return errAudioUpstream.withDetail("audio upstream: unusable reply (" + reason + ")")
 	}
 	outcome = "served"
-	writeJSON(w, http.StatusOK, out)
+	h.writeReply(w, out)
 	return nil
 }
 

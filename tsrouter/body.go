@@ -135,3 +135,14 @@ func (s *stallWriter) note(err error) {
 
 // done lifts the deadline: the connection may serve other requests.
 func (s *stallWriter) done() { s.rc.SetWriteDeadline(time.Time{}) }
+
+// writeReply writes a whole JSON reply under the write-stall deadline: a
+// caller that does not read a large reply (an embeddings batch) loses it
+// after the stall rather than holding its slot and lease.
+func (h *Handler) writeReply(w http.ResponseWriter, body []byte) {
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(h.writeStall))
+	writeJSON(w, http.StatusOK, body)
+	rc.Flush()
+	rc.SetWriteDeadline(time.Time{})
+}

@@ -346,7 +346,7 @@ func (h *Handler) completions(w *recorder, r *http.Request, rec *record) error {
 func (h *Handler) countTokens(w *recorder, r *http.Request, rec *record) error {
 	n, err := dialect.CountTokens(w.body)
 	if err != nil {
-		return errBadRequest(err.Error())
+		return requestError(err)
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"input_tokens":`+strconv.Itoa(n)+"}\n"))
 	return nil

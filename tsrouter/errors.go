@@ -268,6 +268,9 @@ func (h *Handler) fail(w *recorder, env envelope, err error) {
 		if rec.detail == "" {
 			rec.detail = "client disconnected before the serve answered"
 		}
+		if w.status == 0 {
+			w.status = 499 // the audit line's "client closed request"; nothing is sent
+		}
 		return
 	}
 	var ae *apiError

@@ -198,6 +198,12 @@ func TestHTTPEdges(t *testing.T) {
 	if n := strings.Count(got, "HTTP/1.1 "); n != 1 || !strings.Contains(got, "Connection: close") {
 		t.Errorf("a smuggled request was served (%d answers): %q", n, got)
 	}
+	// Refused before authentication too.
+	got = exchange("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+		"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + routerToken + "\r\n\r\n")
+	if n := strings.Count(got, "HTTP/1.1 "); n != 1 || !strings.HasPrefix(got, "HTTP/1.1 401") {
+		t.Errorf("a smuggled request after a refusal was served (%d answers): %q", n, got)
+	}
 }
 
 // TestStalledReaderIsCut: a caller that stops reading a stream is cut

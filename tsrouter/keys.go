@@ -130,7 +130,7 @@ func (k *KeyRing) Reload() error {
 			}
 		}
 	}
-	k.revoked = revoked
+	k.revoked = state.PruneRevoked(revoked, time.Now())
 	k.runtime = runtime
 	k.stamps = [2]time.Time{modTime(k.cfg.File), modTime(k.storePath)}
 	k.set.Store(set.WithRevoked(revoked))
@@ -260,7 +260,7 @@ func (k *KeyRing) mutateRuntime(fn func(runtime []policy.APIKey) ([]policy.APIKe
 	if err := state.SaveKeyStore(k.storePath, next); err != nil {
 		return fmt.Errorf("%w: %w", ErrKeyStoreWrite, err)
 	}
-	k.revoked = revoked
+	k.revoked = state.PruneRevoked(revoked, time.Now())
 	k.runtime = next
 	k.stamps[1] = modTime(k.storePath)
 	k.set.Store(set.WithRevoked(revoked))

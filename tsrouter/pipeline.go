@@ -79,7 +79,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 		// Never a silent half-run: the caller and the record learn which
 		// hosted tools the model was not offered.
 		list := strings.Join(dropped, ",")
-		w.Header().Set("X-Anvil-Warning", "hosted_tools_dropped="+list)
+		w.Header().Add("X-Anvil-Warning", "hosted_tools_dropped="+list)
 		rec.detail = "hosted tools dropped: " + list
 	}
 	tier, err := h.routeAlias(rec, q.alias)
@@ -131,7 +131,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	}
 	rec.decide(served, "served")
 	setOverhead(w.Header(), rec)
-	writeJSON(w, http.StatusOK, out)
+	h.writeReply(w, out)
 	return nil
 }
 
@@ -478,7 +478,7 @@ func noteClamp(w http.ResponseWriter, clamp *backends.Clamp) (served string) {
 	h := w.Header()
 	req, app := strconv.FormatInt(clamp.Requested, 10), strconv.FormatInt(clamp.Applied, 10)
 	h.Set("Warning", `299 anvil-serving "max_tokens clamped from `+req+` to `+app+`"`)
-	h.Set("X-Anvil-Warning", "max_tokens_clamped")
+	h.Add("X-Anvil-Warning", "max_tokens_clamped")
 	h.Set("X-Anvil-Max-Tokens-Requested", req)
 	h.Set("X-Anvil-Max-Tokens-Applied", app)
 	return "served_output_clamped"

@@ -32,7 +32,14 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 	}
 	p, ok := h.backends.Purpose(kind, model)
 	if !ok {
-		return errUnknownPurposeModel("unknown " + kind + " model; configured: " + strings.Join(models, ", "))
+		// Name only the models this caller may use.
+		var mine []string
+		for _, m := range models {
+			if q, ok := h.backends.Purpose(kind, m); ok && rec.principal.MayUseBackend(backends.NormalizeAlias(m), q.ID) {
+				mine = append(mine, m)
+			}
+		}
+		return errUnknownPurposeModel("unknown " + kind + " model; configured: " + strings.Join(mine, ", "))
 	}
 	// Grants name the model; a restricted key lists the entry's id.
 	if !rec.principal.MayUseBackend(backends.NormalizeAlias(model), p.ID) {
@@ -68,7 +75,7 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 		outcome, reason = "error", "backend_error_malformed"
 		return errUpstreamFailed
 	}
-	writeJSON(w, http.StatusOK, reply.Body)
+	h.writeReply(w, reply.Body)
 	return nil
 }
 

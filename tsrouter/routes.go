@@ -21,10 +21,13 @@ const (
 	// poolData is the data plane's global slot (--max-concurrency):
 	// excess requests get 503 server_busy at once.
 	poolData pool = iota
-	// poolManagement is a small pool of its own for the admin API,
-	// metrics and health, so an operator can see and act (disable a key,
-	// quiesce a tier) while the data plane is saturated.
+	// poolManagement is a small pool of its own for metrics and health,
+	// so they answer while the data plane is saturated.
 	poolManagement
+	// poolAdmin is the admin API's own pool: an operator can act (disable
+	// a key, quiesce a tier) while the data plane is saturated and while
+	// unauthenticated scrapers fill poolManagement.
+	poolAdmin
 )
 
 // route is one entry of the route table: everything the router knows
@@ -89,7 +92,7 @@ func routes() []*route {
 	// the data plane is saturated.
 	admin := func(pattern string, methods map[string]serveFunc) *route {
 		return &route{pattern: pattern, methods: methods, env: envGeneric, class: policy.PathAdmin, admin: true, noStore: true,
-			pool: poolManagement, body: adminBody}
+			pool: poolAdmin, body: adminBody}
 	}
 	purpose := func(pattern, kind string) *route {
 		rt := inference(pattern, envGeneric, func(h *Handler, w *recorder, r *http.Request, rec *record) error {

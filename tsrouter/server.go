@@ -87,6 +87,7 @@ const DefaultExhaustionRetryAfter = 120 * time.Second
 // Handler serves the router's HTTP API. Create it with New.
 type Handler struct {
 	mgmt        chan struct{}
+	adminSlots  chan struct{}
 	mutation    sync.Mutex
 	backends    *backends.Set
 	token       policy.Token
@@ -177,6 +178,7 @@ func New(opts Options) *Handler {
 		h.callerShare = max(n/2, 1)
 	}
 	h.mgmt = make(chan struct{}, managementSlots)
+	h.adminSlots = make(chan struct{}, adminSlots)
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
@@ -248,6 +250,13 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		// APIError.requestID), not from X-Request-Id.
 		w.Header()[telemetry.HeaderRequestIDLegacy] = []string{rec.requestID}
 	}
+	if len(r.TransferEncoding) > 0 {
+		// A chunked body may have come with a Content-Length too, which
+		// net/http drops without a trace: close the connection after the
+		// answer — refusals included — so nothing after the body is read
+		// as another request.
+		w.Header().Set("Connection", "close")
+	}
 	if rec.door == doorLocal {
 		// Without local_api the loopback listener is a health endpoint only.
 		h.fail(w, envGeneric, errNoRoute)
@@ -256,7 +265,7 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	if err := h.admitCaller(w, r, rt.class); err != nil {
 		// Read a small refused body, so the keep-alive connection stays
 		// usable; a large one is left and the server closes the connection.
-		drainSmallBody(r, h.maxBody)
+		drainSmallBody(w, r)
 		h.fail(w, rt.env, err)
 		return
 	}
@@ -272,12 +281,6 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	if !ok {
 		h.fail(w, rt.env, errMethod(rt.allow()))
 		return
-	}
-	if len(r.TransferEncoding) > 0 {
-		// A chunked body may have come with a Content-Length too, which
-		// net/http drops without a trace: close the connection after the
-		// answer, so nothing after the body is read as another request.
-		w.Header().Set("Connection", "close")
 	}
 	if rt.body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		body, err := rt.body(h, w, r)
@@ -343,8 +346,11 @@ func (h *Handler) admitCaller(w *recorder, r *http.Request, class policy.PathCla
 // front of the router.
 func (h *Handler) takeSlot(p pool) (release func(), _ error) {
 	slots, busy := h.slots, errBusy
-	if p == poolManagement {
+	switch p {
+	case poolManagement:
 		slots, busy = h.mgmt, errMgmtBusy
+	case poolAdmin:
+		slots, busy = h.adminSlots, errMgmtBusy
 	}
 	select {
 	case slots <- struct{}{}:
@@ -377,12 +383,19 @@ func aliasesOf(set *backends.Set) []string {
 
 func isGet(m string) bool { return m == http.MethodGet || m == http.MethodHead }
 
-// drainSmallBody reads a refused request's body if it is small enough.
-func drainSmallBody(r *http.Request, max int64) {
-	if r.Body == nil || r.ContentLength < 0 || r.ContentLength > max {
+// drainSmallBody reads a refused request's body when it is small (64 KiB at
+// most) and arrives within a second; anything else is left, and the server
+// closes the connection. A refused caller cannot hold a goroutine by
+// trickling.
+func drainSmallBody(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.ContentLength <= 0 || r.ContentLength > 64<<10 {
 		return
 	}
-	io.Copy(io.Discard, io.LimitReader(r.Body, r.ContentLength))
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := io.Copy(io.Discard, io.LimitReader(r.Body, r.ContentLength)); err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {

@@ -275,7 +275,7 @@ func keyStorePath(cfg *config.Config) (string, error) {
 func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 	var paths []string
 	if p, err := keyStorePath(cfg); err == nil {
-		paths = append(paths, p)
+		paths = append(paths, p, state.RevokedPath(p))
 	}
 	if p := cfg.Server.AdmissionStatePath; p != "" {
 		paths = append(paths, p)

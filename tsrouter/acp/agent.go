@@ -305,6 +305,11 @@ func (a *Agent) loadSession(ctx context.Context, params json.RawMessage) (any, e
 		}
 		a.drop(p.SessionID)
 	}
+	if rec.CWD != p.CWD {
+		// "Always" answers were given for one project; they do not carry
+		// over to another working directory.
+		rec.Always = nil
+	}
 	rec.CWD = p.CWD
 	s := &session{id: rec.ID, cwd: cwd, rec: rec, lastUsed: time.Now()}
 	if err := a.admit(s); err != nil {
