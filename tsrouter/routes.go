@@ -45,8 +45,8 @@ type route struct {
 	// mode requires a key and which scope.
 	class policy.PathClass
 	pool  pool
-	// admin routes need isAdmin, checked before the method so nothing
-	// about them is revealed to other callers.
+	// admin routes need isAdmin, checked before the method, so other
+	// callers do not learn the methods they take.
 	admin bool
 	// noStore marks views no cache may keep.
 	noStore bool

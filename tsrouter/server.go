@@ -234,11 +234,13 @@ func (h *Handler) endpoint(rt *route) http.Handler {
 }
 
 // dispatch runs the front door for rt, then its handler. The order matters:
-// who the caller is (the door, tailnet identity — fail
-// closed), the router token and API keys, rate limits — all before
-// anything reveals whether the path exists; then admin rights, the
-// method, the body (read before the slot, so a slow sender holds none),
-// and the slot. Every refusal is an error for fail.
+// who the caller is (the door, tailnet identity — fail closed), the router
+// token and API keys, rate limits — all before any route answers, so an
+// unknown path is never a 404 to an unauthenticated caller (its key class
+// and envelope come from the table: a public path such as /metrics is
+// told apart from an unknown one only by being public); then admin
+// rights, the method, the body (read before the slot, so a slow sender
+// holds none), and the slot. Every refusal is an error for fail.
 func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	rec := &w.rec
 	// Every response carries the request id the decision log keys on: the
