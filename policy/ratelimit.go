@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"slices"
 	"sync"
 	"time"
 )
@@ -201,6 +202,9 @@ func NewInFlight() *InFlight { return &InFlight{n: map[string]int{}} }
 // Acquire takes a place in every capped bucket of caps, or in none, and
 // returns the release; ok is false when a bucket is full.
 func (f *InFlight) Acquire(caps []InFlightCap) (release func(), ok bool) {
+	if !slices.ContainsFunc(caps, func(c InFlightCap) bool { return c.Max > 0 }) {
+		return func() {}, true // nothing capped: no lock on the hot path
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range caps {
