@@ -80,6 +80,24 @@ func (o outcome) String() string {
 	return "completed"
 }
 
+// finish counts one answered request by its outcome and logs it; every
+// endpoint defers it with its own kind.
+func (s *Server) finish(p *plan, kind string, mode Mode, start time.Time, out outcome, status int, stream bool) {
+	s.inFlight.Add(-1)
+	switch out {
+	case outCompleted:
+		s.completed.Add(1)
+	case outCancelled:
+		s.noteCancelled()
+	case outAborted:
+		s.aborted.Add(1)
+	}
+	if p.opts.Logf != nil {
+		p.opts.Logf("fakeserve: %s stream=%t mode=%s status=%d outcome=%s in %s",
+			kind, stream, mode, status, out, time.Since(start).Round(time.Microsecond))
+	}
+}
+
 // serveChat answers POST /v1/chat/completions.
 func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -90,21 +108,7 @@ func (s *Server) serveChat(w http.ResponseWriter, r *http.Request) {
 	s.inFlight.Add(1)
 
 	out, status, stream := outCompleted, http.StatusOK, false
-	defer func() {
-		s.inFlight.Add(-1)
-		switch out {
-		case outCompleted:
-			s.completed.Add(1)
-		case outCancelled:
-			s.noteCancelled()
-		case outAborted:
-			s.aborted.Add(1)
-		}
-		if p.opts.Logf != nil {
-			p.opts.Logf("fakeserve: chat stream=%t mode=%s status=%d outcome=%s in %s",
-				stream, mode, status, out, time.Since(start).Round(time.Microsecond))
-		}
-	}()
+	defer func() { s.finish(p, "chat", mode, start, out, status, stream) }()
 	reply := func(code int, body []byte) {
 		status = code
 		writeJSON(w, code, body)

@@ -179,21 +179,7 @@ func (s *Server) serveCompletions(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	s.inFlight.Add(1)
 	out, status, stream := outCompleted, http.StatusOK, false
-	defer func() {
-		s.inFlight.Add(-1)
-		switch out {
-		case outCompleted:
-			s.completed.Add(1)
-		case outCancelled:
-			s.noteCancelled()
-		case outAborted:
-			s.aborted.Add(1)
-		}
-		if p.opts.Logf != nil {
-			p.opts.Logf("fakeserve: completions stream=%t mode=%s status=%d outcome=%s in %s",
-				stream, mode, status, out, time.Since(start).Round(time.Microsecond))
-		}
-	}()
+	defer func() { s.finish(p, "completions", mode, start, out, status, stream) }()
 	reply := func(code int, body []byte) {
 		status = code
 		writeJSON(w, code, body)
