@@ -66,7 +66,7 @@ func Load(path string) (*Config, error) {
 // Parse validates a router config document; name is used in messages only.
 // It reports every problem it finds, as a *Error, and returns a Config only
 // when there are none. Top-level keys other than [server], [router],
-// [tailnet], [api_keys], [admin] and [acp] belong to other tools and are ignored.
+// [tailnet], [api_keys], [admin], [acp] and [webui] belong to other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
 	return parse(name, data, nil)
 }
@@ -93,6 +93,10 @@ func parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 	}
 	if a, ok := root.sub("admin"); ok {
 		cfg.Admin = parseAdmin(a)
+	}
+	cfg.WebUI = DefaultWebUI()
+	if w, ok := root.sub("webui"); ok {
+		cfg.WebUI = parseWebUI(w)
 	}
 	cfg.ACP = DefaultACP()
 	if a, ok := root.sub("acp"); ok {

@@ -23,6 +23,8 @@ type Config struct {
 	Admin   Admin
 	// ACP holds [acp]: the `anvil-router acp` coding agent (acp.go).
 	ACP ACP
+	// WebUI holds [webui]: the browser interface (webui.go).
+	WebUI WebUI
 }
 
 // Server is the [server] table. Unknown keys are rejected.
