@@ -50,6 +50,12 @@ func checkWebUIPrefix(p string) string {
 	case strings.ContainsAny(p, "?#{}% \t\r\n\\") || strings.Contains(p, "//"):
 		return "must be a plain path: letters, digits, -, _, . and / only"
 	}
+	first := "/" + strings.SplitN(strings.Trim(p, "/"), "/", 2)[0]
+	for _, api := range []string{"/v1", "/admin", "/anthropic", "/health", "/healthz", "/metrics"} {
+		if strings.EqualFold(first, api) {
+			return "must not be under " + api + " (the API's paths)"
+		}
+	}
 	for _, r := range p {
 		if !(r == '/' || r == '-' || r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
 			return "must be a plain path: letters, digits, -, _, . and / only"

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -38,6 +39,7 @@ func TestWebUI(t *testing.T) {
 		{"wildcard", `path_prefix = "/{x}"`, "plain path"},
 		{"query", `path_prefix = "/ui?x=1"`, "plain path"},
 		{"double slash", `path_prefix = "//evil.example"`, "plain path"},
+		{"under the API", `path_prefix = "/v1/ui"`, "the API's paths"},
 		{"not a string", `path_prefix = 1`, "must be a string"},
 		{"enabled not bool", `enabled = "yes"`, "true or false"},
 		{"unknown key", `theme = "dark"`, ""},
@@ -47,5 +49,36 @@ func TestWebUI(t *testing.T) {
 			key := "webui." + strings.Fields(tc.line)[0]
 			expectProblems(t, doc("", tierLines(), "[webui]\n"+tc.line+"\n"), []want{{key: key, at: tc.line, msg: tc.msg}})
 		})
+	}
+}
+
+// TestViewHidesSecrets: the admin view of the config names the variables
+// that hold secrets and never shows a literal key, URL userinfo or a
+// free-form value.
+func TestViewHidesSecrets(t *testing.T) {
+	text := doc("", tierLines("base_url", `"http://user:hunter2@127.0.0.1:8001/v1?token=qs-secret"`, "extra_body", `{ api_token = "eb-secret" }`), `
+[api_keys]
+api_keys = [
+  { key = "sk-literal-secret-value-123", id = "lit", scopes = ["read"] },
+  { key = "${KEY_FROM_ENV}", id = "env", scopes = ["read"] },
+]
+[admin]
+auth_env = "ADMIN_TOKEN_VAR"
+`)
+	cfg := mustParse(t, text)
+	b, err := json.Marshal(cfg.View())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	for _, secret := range []string{"hunter2", "qs-secret", "eb-secret", "sk-literal-secret-value-123"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("view shows %q: %s", secret, got)
+		}
+	}
+	for _, name := range []string{"T1_TOKEN", "ADMIN_TOKEN_VAR", "${KEY_FROM_ENV}", "(literal, hidden)", `"extra_body_keys":["api_token"]`} {
+		if !strings.Contains(got, name) {
+			t.Errorf("view lacks %q: %s", name, got)
+		}
 	}
 }
