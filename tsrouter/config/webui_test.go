@@ -18,7 +18,7 @@ func TestWebUI(t *testing.T) {
 		{"absent", "", config.WebUI{Enabled: true, PathPrefix: "/webui"}},
 		{"empty table", "[webui]\n", config.WebUI{Enabled: true, PathPrefix: "/webui"}},
 		{"disabled", "[webui]\nenabled = false\n", config.WebUI{Enabled: false, PathPrefix: "/webui"}},
-		{"own prefix", "[webui]\npath_prefix = \"/admin/ui\"\n", config.WebUI{Enabled: true, PathPrefix: "/console/ui"}},
+		{"own prefix", "[webui]\npath_prefix = \"/console/ui\"\n", config.WebUI{Enabled: true, PathPrefix: "/console/ui"}},
 		{"trailing slash trimmed", "[webui]\npath_prefix = \"/ui/\"\n", config.WebUI{Enabled: true, PathPrefix: "/ui"}},
 	}
 	for _, tc := range good {
