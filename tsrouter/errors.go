@@ -118,6 +118,10 @@ func newError(k kind, msg string) *apiError { return &apiError{kind: k, Message:
 
 // Errors the router raises on its own account.
 var (
+	// errCrossSite and errCSRF refuse a browser's state-changing request
+	// that did not come from the router's own pages (webui.go).
+	errCrossSite      = newError(kindForbidden, "cross-site request refused")
+	errCSRF           = newError(kindForbidden, "missing or wrong CSRF token: reload the page")
 	errUnauthorized   = newError(kindUnauthorized, "invalid or missing API key")
 	errForbidden      = newError(kindForbidden, "this tailnet node or user is not permitted to use the router")
 	errKeyForbidden   = newError(kindForbidden, "this API key is not permitted to use this endpoint")

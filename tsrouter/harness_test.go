@@ -79,6 +79,8 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		MinBodyRate:          o.minBodyRate,
 		WriteStall:           o.writeStall,
 		RefuseHostedTools:    o.refuseHostedTools,
+		WebUIPrefix:          cfg.WebUI.Prefix(),
+		ConfigView:           cfg.View(),
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()

@@ -58,6 +58,12 @@ type route struct {
 	// body reads the request body of a POST or PUT (nil: none is read),
 	// before the route takes its slot.
 	body bodyReader
+	// ui marks the web UI's routes (webui.go): they need no router token
+	// and offer a login instead.
+	ui bool
+	// at, if set, is the pattern under this config (the UI's
+	// configurable prefix); pattern is its default.
+	at func(h *Handler, pattern string) string
 }
 
 // bodyReader reads a route's request body with its limits.
@@ -109,6 +115,12 @@ func routes() []*route {
 		rt.body = (*Handler).readAudioBody
 		return rt
 	}
+	// The web UI: any caller who passed the door sees their own page;
+	// the UI checks the admin right for the admin pages itself.
+	ui := func(pattern string, f serveFunc, configured func(*Handler) bool) *route {
+		return &route{pattern: pattern, methods: map[string]serveFunc{http.MethodGet: f, http.MethodPost: f}, env: envGeneric,
+			class: policy.PathMetadata, pool: poolManagement, body: adminBody, ui: true, configured: configured, at: (*Handler).uiPattern}
+	}
 	return []*route{
 		{pattern: "/healthz", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen, pool: poolManagement},
 		{pattern: "/health", methods: get((*Handler).health), env: envGeneric, class: policy.PathOpen, pool: poolManagement},
@@ -149,6 +161,12 @@ func routes() []*route {
 		admin("/admin/api-keys/{id}", map[string]serveFunc{
 			http.MethodGet: (*Handler).getKey, http.MethodPut: (*Handler).updateKey, http.MethodDelete: (*Handler).deleteKey}),
 		admin("/admin/api-keys/{id}/{action}", post((*Handler).keyAction)),
+		admin("/admin/config", get((*Handler).serveConfig)),
+
+		ui("/webui", (*Handler).serveUI, (*Handler).uiServed),
+		ui("/webui/{page...}", (*Handler).serveUI, (*Handler).uiServed),
+		ui("/ui", (*Handler).serveUIRedirect, (*Handler).uiRedirects),
+		ui("/ui/{rest...}", (*Handler).serveUIRedirect, (*Handler).uiRedirects),
 	}
 }
 
@@ -203,6 +221,9 @@ func (h *Handler) buildMux() {
 	for _, rt := range routes() {
 		if rt.configured != nil && !rt.configured(h) {
 			continue
+		}
+		if rt.at != nil {
+			rt.pattern = rt.at(h, rt.pattern)
 		}
 		h.served = append(h.served, rt)
 		h.mux.Handle(rt.pattern, h.endpoint(rt))

@@ -19,6 +19,7 @@ import (
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	"github.com/anvil-serving/anvil-router/tsrouter/webui"
 )
 
 // Defaults of the process-level limits, as the Python router had them.
@@ -76,6 +77,12 @@ type Options struct {
 	// the tool with an X-Anvil-Warning ([router].hosted_tools = "refuse";
 	// default "drop").
 	RefuseHostedTools bool
+	// WebUIPrefix serves the browser interface (webui.go) there: [webui]
+	// path_prefix when enabled; "" serves none.
+	WebUIPrefix string
+	// ConfigView is what GET /admin/config shows: the effective config
+	// with secrets as variable names only (config.Config.View).
+	ConfigView any
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -118,6 +125,10 @@ type Handler struct {
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
+	// ui is the web UI (nil when [webui] is disabled); configView is
+	// GET /admin/config's view of the config.
+	ui         *webui.UI
+	configView any
 }
 
 // New returns the handler.
@@ -180,6 +191,8 @@ func New(opts Options) *Handler {
 	h.mgmt = make(chan struct{}, managementSlots)
 	h.adminSlots = make(chan struct{}, adminSlots)
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
+	h.initWebUI(opts.WebUIPrefix)
+	h.configView = opts.ConfigView
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",
@@ -264,7 +277,7 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, envGeneric, errNoRoute)
 		return
 	}
-	if err := h.admitCaller(w, r, rt.class); err != nil {
+	if err := h.admitCaller(w, r, rt); err != nil {
 		// Read a small refused body, so the keep-alive connection stays
 		// usable; a large one is left and the server closes the connection.
 		drainSmallBody(w, r)
@@ -295,6 +308,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		}
 		w.body = body
 	}
+	if err := h.checkBrowserWrite(r, rec, rt, w.body); err != nil {
+		h.fail(w, rt.env, err)
+		return
+	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {
 		h.fail(w, rt.env, err)
@@ -321,7 +338,7 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 // admitCaller decides who the caller is: the tailnet identity and its
 // grants (the door), then the router token and API keys, then the rate
 // limits of the caller's grant and key — enforced, not just parsed.
-func (h *Handler) admitCaller(w *recorder, r *http.Request, class policy.PathClass) error {
+func (h *Handler) admitCaller(w *recorder, r *http.Request, rt *route) error {
 	rec := &w.rec
 	switch rec.door {
 	case doorTailnet:
@@ -333,7 +350,7 @@ func (h *Handler) admitCaller(w *recorder, r *http.Request, class policy.PathCla
 	default:
 		rec.principal = unrestricted
 	}
-	if err := h.admitCredentials(r, rec, class); err != nil {
+	if err := h.uiAdmit(r, rec, rt, h.admitCredentials(r, rec, rt.class)); err != nil {
 		return err
 	}
 	if lims := rec.principal.Limits(); lims[0].PerMinute > 0 || lims[1].PerMinute > 0 {

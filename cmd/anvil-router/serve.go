@@ -206,6 +206,8 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 
 		ExhaustionRetryAfter: cfg.Router.ExhaustionRetryAfter,
 		RefuseHostedTools:    cfg.Router.RefuseHostedTools,
+		WebUIPrefix:          cfg.WebUI.Prefix(),
+		ConfigView:           cfg.View(),
 	})
 	return h, set, nil
 }

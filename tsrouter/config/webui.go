@@ -12,6 +12,14 @@ type WebUI struct {
 	PathPrefix string
 }
 
+// Prefix is where the UI is served, "" when it is disabled.
+func (w WebUI) Prefix() string {
+	if !w.Enabled {
+		return ""
+	}
+	return w.PathPrefix
+}
+
 // DefaultWebUIPrefix is [webui].path_prefix when none is set.
 const DefaultWebUIPrefix = "/webui"
 
