@@ -290,7 +290,9 @@
     function edit(k) {
       $('#kf-editing').value = k.id;
       $('#kf-id').value = k.id; $('#kf-id').disabled = true;
-      $('#kf-user').value = k.user_id || ''; $('#kf-name').value = k.name || '';
+      $('#kf-user').value = k.user_id || ''; $('#kf-user').disabled = true;
+      $('#kf-org').value = k.organization_id || ''; $('#kf-org').disabled = true;
+      $('#kf-name').value = k.name || '';
       document.querySelectorAll('#key-form input[name=scope]').forEach(function (c) { c.checked = (k.scopes || []).indexOf(c.value) >= 0; });
       $('#kf-rate').value = k.rate_limit || 0;
       $('#kf-backends').value = (k.allowed_backends || []).join(', ');
@@ -298,10 +300,11 @@
       $('#key-form-h').textContent = 'Edit key ' + k.id;
       $('#kf-submit').textContent = 'Save changes';
       $('#kf-cancel').hidden = false;
-      $('#kf-user').focus();
+      $('#kf-name').focus();
     }
     function resetForm() {
-      $('#key-form').reset(); $('#kf-editing').value = ''; $('#kf-id').disabled = false;
+      $('#key-form').reset(); $('#kf-editing').value = '';
+      $('#kf-id').disabled = false; $('#kf-user').disabled = false; $('#kf-org').disabled = false;
       $('#key-form-h').textContent = 'Create a key'; $('#kf-submit').textContent = 'Create key'; $('#kf-cancel').hidden = true;
     }
     $('#kf-cancel').addEventListener('click', resetForm);
@@ -316,10 +319,17 @@
       var backends = $('#kf-backends').value.split(',').map(function (s) { return s.trim(); }).filter(Boolean);
       var exp = $('#kf-expires').value ? new Date($('#kf-expires').value).toISOString() : null;
       var editing = $('#kf-editing').value;
-      var p = { user_id: $('#kf-user').value, name: $('#kf-name').value, scopes: scopes, rate_limit: +$('#kf-rate').value || 0, allowed_backends: backends, expires_at: exp };
+      var p = { name: $('#kf-name').value, scopes: scopes, rate_limit: +$('#kf-rate').value || 0, allowed_backends: backends };
       var req;
-      if (editing) req = api('PUT', '/admin/api-keys/' + encodeURIComponent(editing), p);
-      else { if ($('#kf-id').value) p.id = $('#kf-id').value; req = api('POST', '/admin/api-keys', p); }
+      if (editing) {
+        // The zero time removes an expiry (policy.KeyUpdate).
+        p.expires_at = exp || '0001-01-01T00:00:00Z';
+        req = api('PUT', '/admin/api-keys/' + encodeURIComponent(editing), p);
+      } else {
+        p.user_id = $('#kf-user').value; p.organization_id = $('#kf-org').value; p.expires_at = exp;
+        if ($('#kf-id').value) p.id = $('#kf-id').value;
+        req = api('POST', '/admin/api-keys', p);
+      }
       req.then(function (r) {
         if (!r.ok) { say(errMsg(r), true); return; }
         say(editing ? 'Key ' + editing + ' saved.' : 'Key ' + r.data.id + ' created.');
@@ -377,7 +387,9 @@
         if (!r.ok) { say(errMsg(r), true); return; }
         $('#applied').hidden = false;
         $('#applied-result').textContent = JSON.stringify(r.data, null, 2);
-        say(p.action + ' of ' + p.tier_id + ' applied.');
+        var res = r.data.result || {};
+        if (res.readmitted === false) say(p.action + ' of ' + p.tier_id + ' not done: ' + (res.reason || 'refused') + '.', true);
+        else say(p.action + ' of ' + p.tier_id + ' applied.');
         return load();
       });
     });
