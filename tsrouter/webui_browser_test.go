@@ -99,6 +99,13 @@ func webuiConfig(fakeURL string) string {
 	return oneTier(fakeURL, "health_path = \"/health\"\nmodel_identity = true") + `
 [api_keys]
 mode = "blocking"
+
+[[api_keys.api_keys]]
+key = "${TRAFFIC_KEY}"
+id = "key-traffic"
+user_id = "dashboard"
+organization_id = "anvil"
+scopes = ["read", "write"]
 `
 }
 
@@ -115,9 +122,19 @@ func webuiSession(t *testing.T, script string) {
 	}
 	_, fakeURL := startFake(t, fakeserve.Options{})
 	const token = "router-token-for-the-browser-0123456789"
-	srv := httptest.NewServer(newHandler(t, webuiConfig(fakeURL), routerOpts{token: token, env: map[string]string{"SERVE_A_KEY": "k"}}, nil))
+	const trafficKey = "sk-traffic-for-the-dashboard-0123456789"
+	srv := httptest.NewServer(newHandler(t, webuiConfig(fakeURL), routerOpts{token: token, env: map[string]string{"SERVE_A_KEY": "k", "TRAFFIC_KEY": trafficKey}}, nil))
 	t.Cleanup(srv.Close)
 	base := srv.URL
+	// Some traffic, so the dashboard and the decision log have numbers.
+	for range 5 {
+		resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`,
+			"Authorization", "Bearer "+token, "X-Api-Key", trafficKey)
+		readAll(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("traffic: %d", resp.StatusCode)
+		}
+	}
 
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()

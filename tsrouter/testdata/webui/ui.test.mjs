@@ -85,7 +85,7 @@ try {
     assert(h1 && h1.length > 0, p + ': no heading');
     if (p === 'dashboard') {
       await page.waitForSelector('#tier-table tbody tr');
-      await page.waitForTimeout(5500); // one live refresh, so the charts have points
+      await page.waitForTimeout(10500); // two live refreshes, so the charts have a line
     }
     if (p === 'config') assert((await page.textContent('#config-hash')).length > 0, 'config: no hash');
     await shoot(p);
@@ -141,19 +141,21 @@ try {
     body: JSON.stringify({ action: 'quiesce', tier_id: 'local-a', confirm: true, dry_run: false }),
   }).then((r) => r.status));
   assert(noToken === 403, 'a same-origin POST without the CSRF token got ' + noToken);
+  step('cross-site form');
   // A page of another origin (about:blank's opaque one) posts a form at
   // the admin API: SameSite=Strict keeps the cookie home, and the Origin
   // check would refuse it anyway.
-  const attacker = await context.newPage();
-  attacker.on('console', () => {});
-  await attacker.setContent(`<form id="f" method="post" action="${base}/v1/admin/transition" enctype="text/plain">
-    <input name='{"action":"quiesce","tier_id":"local-a","confirm":true,"dry_run":false,"x":"' value='"}'></form>`);
+  await page.goto('about:blank');
+  await page.setContent(`<form id="f" method="post" action="${base}/v1/admin/transition" enctype="text/plain">
+    <input name='{"action":"quiesce","tier_id":"local-a","confirm":true,"dry_run":false,"x":"' value='"}'></form>`, { timeout: 15000 });
   const [forged] = await Promise.all([
-    attacker.waitForResponse((r) => r.url().endsWith('/v1/admin/transition')),
-    attacker.evaluate(() => document.getElementById('f').submit()),
+    page.waitForResponse((r) => r.url().endsWith('/v1/admin/transition'), { timeout: 15000 }),
+    page.evaluate(() => document.getElementById('f').submit()),
   ]);
   assert(forged.status() === 401 || forged.status() === 403, 'the cross-site form POST got ' + forged.status());
-  await attacker.close();
+  await page.waitForURL('**/v1/admin/transition', { waitUntil: 'load' });
+  await page.goto(base + '/webui/tiers');
+  await ready();
   await goCheck({ tier: 'local-a', state: 'admitting' });
 
   step('the CSP blocks an inline script');

@@ -93,6 +93,14 @@
     box.setAttribute('aria-label', label);
   }
 
+  // Charts follow their container's width (phone rotation, resizing).
+  window.addEventListener('resize', function () {
+    Object.keys(charts).forEach(function (id) {
+      var box = document.getElementById(id);
+      if (box) charts[id].setSize({ width: Math.max(box.clientWidth, 260), height: 200 });
+    });
+  });
+
   // --- Dashboard
   var live = { t: [], rate: [], errors: [], lat: [], ttft: [], tok: [], last: null };
   function dashboard() {
@@ -162,7 +170,7 @@
       });
     }
     function liveCharts(note) {
-      $('#charts-note').textContent = note;
+      $('#charts-note').textContent = note + (live.t.length < 2 ? ' (collecting samples, one every 5 s)' : '');
       var xs = live.t;
       chart('chart-rate', 'Requests per minute', xs, [{ label: 'requests/min', values: live.rate }]);
       chart('chart-errors', 'Errors per minute', xs, [{ label: 'errors/min', values: live.errors }]);
