@@ -148,8 +148,10 @@ func TestPresidioFailures(t *testing.T) {
 		wantErr string
 	}{
 		{
-			name:    "failing analyzer",
-			answer:  func(w http.ResponseWriter, _ *http.Request, req map[string]any) { http.Error(w, "boom on "+req["text"].(string), 500) },
+			name: "failing analyzer",
+			answer: func(w http.ResponseWriter, _ *http.Request, req map[string]any) {
+				http.Error(w, "boom on "+req["text"].(string), 500)
+			},
 			wantErr: "status 500",
 		},
 		{
