@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -488,8 +489,9 @@ func TestGuardModelFailures(t *testing.T) {
 			}
 		})
 		p := newGuardModel(t, f, map[string]any{"timeout": "50ms"})
-		if _, err := p.Check(t.Context(), guardInput()); err == nil {
-			t.Fatal("no error")
+		_, err := p.Check(t.Context(), guardInput())
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want one that is context.DeadlineExceeded", err)
 		}
 		f.Close()
 		if !sawCancel.Load() {
@@ -628,6 +630,35 @@ func TestGuardModelOptions(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("err = %v, want %q", err, tc.wantErr)
 			}
+		})
+	}
+}
+
+// TestGuardModelChatErrors: what the router's ChatFunc says reaches the
+// error, unless it may quote the checked text.
+func TestGuardModelChatErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		chatErr error
+		wantHas string
+		wantNot []string
+	}{
+		{name: "a plain cause is kept", chatErr: fmt.Errorf("no tier serves alias llama-guard"), wantHas: `calling model "llama-guard": no tier serves alias llama-guard`},
+		{name: "a cause quoting a fragment is dropped", chatErr: fmt.Errorf("prompt rejected near 'pick the lock on d'"), wantHas: `calling model "llama-guard"`, wantNot: []string{"pick the lock", "rejected"}},
+		{name: "a cause quoting the whole prompt is dropped", chatErr: fmt.Errorf("bad: %s", secretPrompt), wantNot: []string{secretPrompt, "bad"}},
+		{name: "a long cause is dropped", chatErr: fmt.Errorf("%s", strings.Repeat("e", 600)), wantNot: []string{"eeee"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chat := func(context.Context, string, []byte) ([]byte, error) { return nil, tc.chatErr }
+			p, err := guard.NewGuardModel("safety", map[string]any{"model": "llama-guard"}, chat, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = p.Check(t.Context(), guardInput())
+			if err == nil || !strings.Contains(err.Error(), tc.wantHas) {
+				t.Fatalf("err = %v, want it to hold %q", err, tc.wantHas)
+			}
+			assertNoText(t, err, tc.wantNot...)
 		})
 	}
 }

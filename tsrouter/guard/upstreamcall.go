@@ -31,8 +31,8 @@ func (e *upstreamError) Unwrap() []error {
 }
 
 // upstreamErr builds an upstreamError. cause may be nil; when present its
-// text is included only if it holds none of texts (a serve's or a hook's
-// error may echo the request it refused).
+// text is included only if it echoes none of texts (a serve's or a hook's
+// error may quote the request it refused).
 func upstreamErr(what string, cause error, texts []string, format string, args ...any) error {
 	msg := what + ": " + fmt.Sprintf(format, args...)
 	e := &upstreamError{}
@@ -44,7 +44,7 @@ func upstreamErr(what string, cause error, texts []string, format string, args .
 		e.ctxErr = context.Canceled
 		msg += ": canceled"
 	default:
-		if c := cause.Error(); !holdsAny(c, texts) {
+		if c := cause.Error(); !echoes(c, texts) {
 			msg += ": " + c
 		}
 	}
@@ -58,6 +58,31 @@ func holdsAny(s string, texts []string) bool {
 	for _, t := range texts {
 		if len(t) >= 4 && strings.Contains(s, t) {
 			return true
+		}
+	}
+	return false
+}
+
+// echoWindow is the shortest run of bytes taken as a quote of a text.
+const echoWindow = 12
+
+// echoes reports whether msg may quote any of texts: msg is long (error
+// texts that matter are short), or some echoWindow bytes of msg occur in
+// a text. A cause that merely looks like a quote is dropped too, which
+// costs detail, never a leak of a prompt's fragment.
+func echoes(msg string, texts []string) bool {
+	if len(msg) > 512 {
+		return true
+	}
+	if holdsAny(msg, texts) {
+		return true
+	}
+	for i := 0; i+echoWindow <= len(msg); i++ {
+		w := msg[i : i+echoWindow]
+		for _, t := range texts {
+			if strings.Contains(t, w) {
+				return true
+			}
 		}
 	}
 	return false
