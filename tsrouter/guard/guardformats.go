@@ -73,14 +73,14 @@ func (llamaGuard) chatMessages(conv guardConversation, _ shieldPolicy) ([]chatMe
 	return conv.turns, nil
 }
 
-func (llamaGuard) parse(answer string, score float64, _ shieldPolicy) (Verdict, error) {
+func (llamaGuard) parse(answer string, score float64, _ shieldPolicy) (Verdict, []string, error) {
 	lines := strings.Split(strings.TrimSpace(answer), "\n")
 	switch strings.ToLower(strings.TrimSpace(lines[0])) {
 	case "safe":
-		return Verdict{Action: Allow, Score: score}, nil
+		return Verdict{Action: Allow, Score: score}, nil, nil
 	case "unsafe":
 	default:
-		return Verdict{}, errNoVerdict
+		return Verdict{}, nil, errNoVerdict
 	}
 	var codes []string
 	if len(lines) > 1 {
@@ -91,16 +91,18 @@ func (llamaGuard) parse(answer string, score float64, _ shieldPolicy) (Verdict, 
 		}
 	}
 	v := Verdict{Action: Block, Score: score, Category: "unsafe", Reason: "llama_guard: unsafe"}
-	if len(codes) > 0 {
-		for _, c := range codes {
-			if len(c) > 8 || !isCode(c) {
-				return Verdict{}, fmt.Errorf("%w: a category is not a code like S1", errNoVerdict)
-			}
+	var cats []string
+	for _, c := range codes {
+		if len(c) > 8 || !isCode(c) {
+			return Verdict{}, nil, fmt.Errorf("%w: a category is not a code like S1", errNoVerdict)
 		}
-		v.Category = llamaGuardCategory(codes[0])
+		cats = append(cats, llamaGuardCategory(c))
+	}
+	if len(codes) > 0 {
+		v.Category = cats[0]
 		v.Reason += " " + strings.Join(codes, ",")
 	}
-	return v, nil
+	return v, cats, nil
 }
 
 func isCode(c string) bool {
@@ -189,7 +191,7 @@ func (qwen3Guard) chatMessages(conv guardConversation, _ shieldPolicy) ([]chatMe
 	return conv.turns, nil
 }
 
-func (qwen3Guard) parse(answer string, score float64, _ shieldPolicy) (Verdict, error) {
+func (qwen3Guard) parse(answer string, score float64, _ shieldPolicy) (Verdict, []string, error) {
 	var safety string
 	var cats []string
 	for _, line := range strings.Split(answer, "\n") {
@@ -208,31 +210,31 @@ func (qwen3Guard) parse(answer string, score float64, _ shieldPolicy) (Verdict, 
 	v := Verdict{Score: score}
 	switch safety {
 	case "Safe":
-		return Verdict{Action: Allow, Score: score}, nil
+		return Verdict{Action: Allow, Score: score}, nil, nil
 	case "Unsafe":
 		v.Action = Block
 	case "Controversial":
 		v.Action = Flag
 	default:
-		return Verdict{}, errNoVerdict
+		return Verdict{}, nil, errNoVerdict
 	}
 	v.Category = "unsafe"
 	if v.Action == Flag {
 		v.Category = "controversial"
 	}
 	v.Reason = "qwen3_guard: " + strings.ToLower(safety)
-	if len(cats) > 0 {
-		if len(cats[0]) > 64 {
-			return Verdict{}, fmt.Errorf("%w: a category is too long", errNoVerdict)
+	var labels []string
+	for _, c := range cats {
+		if len(c) > 64 {
+			return Verdict{}, nil, fmt.Errorf("%w: a category is too long", errNoVerdict)
 		}
-		v.Category = qwen3GuardCategory(cats[0])
-		labels := make([]string, len(cats))
-		for i, c := range cats {
-			labels[i] = qwen3GuardCategory(c)
-		}
+		labels = append(labels, qwen3GuardCategory(c))
+	}
+	if len(labels) > 0 {
+		v.Category = labels[0]
 		v.Reason += " (" + strings.Join(labels, ",") + ")"
 	}
-	return v, nil
+	return v, labels, nil
 }
 
 func qwen3GuardCategory(title string) string {
@@ -320,14 +322,14 @@ func (shieldGemma) chatMessages(conv guardConversation, p shieldPolicy) ([]chatM
 	return msgs, map[string]any{"guideline": p.text(conv.stage)}
 }
 
-func (shieldGemma) parse(answer string, score float64, p shieldPolicy) (Verdict, error) {
+func (shieldGemma) parse(answer string, score float64, p shieldPolicy) (Verdict, []string, error) {
 	first, _, _ := strings.Cut(strings.TrimSpace(answer), " ")
 	first, _, _ = strings.Cut(first, "\n")
 	switch strings.ToLower(strings.TrimRight(first, ".,:;!")) {
 	case "yes":
-		return Verdict{Action: Block, Category: p.category, Score: score, Reason: "shieldgemma: violates " + p.category + " policy"}, nil
+		return Verdict{Action: Block, Category: p.category, Score: score, Reason: "shieldgemma: violates " + p.category + " policy"}, []string{p.category}, nil
 	case "no":
-		return Verdict{Action: Allow, Score: score}, nil
+		return Verdict{Action: Allow, Score: score}, nil, nil
 	}
-	return Verdict{}, errNoVerdict
+	return Verdict{}, nil, errNoVerdict
 }

@@ -26,6 +26,7 @@ type GuardModel struct {
 	timeout   time.Duration
 	maxTokens int
 	policy    shieldPolicy // shieldgemma only
+	ignored   map[string]bool
 	chat      ChatFunc
 	cache     *verdictCache
 }
@@ -39,9 +40,10 @@ type guardFormat interface {
 	// chatMessages is conv as the chat messages the classifier's own chat
 	// template expects, and any chat_template_kwargs it takes.
 	chatMessages(conv guardConversation, p shieldPolicy) ([]chatMessage, map[string]any)
-	// parse turns the classifier's answer into a verdict; score is the
+	// parse turns the classifier's answer into a verdict and the router
+	// categories of every code it named, in order; score is the
 	// probability of its first token when the serve gave logprobs, else 1.
-	parse(answer string, score float64, p shieldPolicy) (Verdict, error)
+	parse(answer string, score float64, p shieldPolicy) (Verdict, []string, error)
 	defaultMaxTokens() int
 }
 
@@ -60,6 +62,9 @@ type guardFormat interface {
 //	max_tokens  default 32 (llama_guard), 64 (qwen3_guard), 8 (shieldgemma)
 //	cache_size  recent verdicts kept, default 1024; 0 turns the cache off
 //	cache_ttl   how long a cached verdict holds, default "10m"; "0s": forever
+//	ignore_categories  router categories or kept labels (as mapped, e.g.
+//	            "specialized_advice", "elections", "S15") that never flag
+//	            or block; the first category not ignored names the verdict
 func NewGuardModel(name string, opts map[string]any, chat ChatFunc, now Clock) (Provider, error) {
 	what := fmt.Sprintf("guard_model %q", name)
 	o := newOptions(what, opts)
@@ -94,6 +99,12 @@ func NewGuardModel(name string, opts map[string]any, chat ChatFunc, now Clock) (
 	g.maxTokens = o.nonNegInt("max_tokens", g.format.defaultMaxTokens())
 	if g.maxTokens == 0 {
 		o.fail("max_tokens", "must be positive")
+	}
+	for _, c := range o.strings("ignore_categories") {
+		if g.ignored == nil {
+			g.ignored = map[string]bool{}
+		}
+		g.ignored[c] = true
 	}
 	size := o.nonNegInt("cache_size", 1024)
 	ttl := o.duration("cache_ttl", 10*time.Minute, true)
@@ -207,12 +218,29 @@ func (g *GuardModel) classify(ctx context.Context, c *Content, conv guardConvers
 			score = p
 		}
 	}
-	v, err := g.format.parse(*reply.Choices[0].Message.Content, score, g.policy)
+	v, cats, err := g.format.parse(*reply.Choices[0].Message.Content, score, g.policy)
 	if err != nil {
 		// The classifier's answer is never quoted: it may echo the text.
 		return Verdict{}, upstreamErr(g.what, nil, texts, "model %q: %v", g.model, err)
 	}
-	return v, nil
+	return g.ignore(v, cats), nil
+}
+
+// ignore drops the categories the operator ignores: the verdict's
+// category becomes the first one left, and a verdict that named only
+// ignored categories allows. (A category threshold in the engine cannot
+// do this: it sees only the first category.)
+func (g *GuardModel) ignore(v Verdict, cats []string) Verdict {
+	if len(g.ignored) == 0 || len(cats) == 0 || v.Action == Allow {
+		return v
+	}
+	for _, c := range cats {
+		if !g.ignored[c] {
+			v.Category = c
+			return v
+		}
+	}
+	return Verdict{Action: Allow, Score: v.Score, Reason: v.Reason + "; only ignored categories"}
 }
 
 // guardConversation is a Content as a classifier sees it: turns of "user"

@@ -188,6 +188,9 @@ func TestGuardModelVerdicts(t *testing.T) {
 		{name: "llama guard: unsafe without codes", reply: says("unsafe"), wantAction: guard.Block, wantCategory: "unsafe", wantScore: 1},
 		{name: "llama guard: the first token's probability is the score", reply: saysWithLogprob("unsafe\nS9", math.Log(0.9), true), wantAction: guard.Block, wantCategory: "dangerous", wantScore: 0.9},
 		{name: "llama guard: output stage", content: guardOutput(), reply: says("unsafe\nS2"), wantAction: guard.Block, wantCategory: "dangerous", wantScore: 1},
+		{name: "llama guard: an ignored first category yields to the next", opts: map[string]any{"ignore_categories": []any{"specialized_advice"}}, reply: says("unsafe\nS6,S1"), wantAction: guard.Block, wantCategory: "violence", wantScore: 1, wantReasonHas: "S6,S1"},
+		{name: "llama guard: only ignored categories allow", opts: map[string]any{"ignore_categories": []any{"elections", "specialized_advice"}}, reply: says("unsafe\nS13,S6"), wantAction: guard.Allow, wantScore: 1, wantReasonHas: "only ignored categories"},
+		{name: "qwen3 guard: an ignored controversial label allows", opts: map[string]any{"format": "qwen3_guard", "ignore_categories": []any{"politically_sensitive_topics"}}, reply: says("Safety: Controversial\nCategories: Politically Sensitive Topics"), wantAction: guard.Allow, wantScore: 1},
 		{name: "qwen3 guard: safe", opts: map[string]any{"format": "qwen3_guard"}, reply: says("Safety: Safe\nCategories: None"), wantAction: guard.Allow, wantScore: 1},
 		{name: "qwen3 guard: unsafe violent", opts: map[string]any{"format": "qwen3_guard"}, reply: says("Safety: Unsafe\nCategories: Violent"), wantAction: guard.Block, wantCategory: "violence", wantScore: 1, wantReasonHas: "qwen3_guard: unsafe (violence)"},
 		{name: "qwen3 guard: several categories", opts: map[string]any{"format": "qwen3_guard"}, reply: says("Safety: Unsafe\nCategories: Suicide & Self-Harm, PII"), wantAction: guard.Block, wantCategory: "self_harm", wantScore: 1, wantReasonHas: "(self_harm,pii)"},
@@ -598,7 +601,7 @@ func TestGuardModelOptions(t *testing.T) {
 		wantErr string
 	}{
 		{name: "minimal", opts: map[string]any{"model": "llama-guard"}},
-		{name: "all", opts: map[string]any{"model": "qg", "format": "qwen3_guard", "template": "raw", "timeout": "3s", "max_tokens": int64(40), "cache_size": int64(10), "cache_ttl": "0s"}},
+		{name: "all", opts: map[string]any{"model": "qg", "format": "qwen3_guard", "template": "raw", "timeout": "3s", "max_tokens": int64(40), "cache_size": int64(10), "cache_ttl": "0s", "ignore_categories": []any{"copyright_violation"}}},
 		{name: "shieldgemma with policy", opts: map[string]any{"model": "sg", "format": "shieldgemma", "policy": "hate_speech", "policy_text": "No insults."}},
 		{name: "no model", opts: map[string]any{}, wantErr: `guard_model "safety": option "model": required`},
 		{name: "unknown format", opts: map[string]any{"model": "m", "format": "llamaguard"}, wantErr: `option "format": want one of "llama_guard", "qwen3_guard", "shieldgemma"`},
@@ -610,6 +613,7 @@ func TestGuardModelOptions(t *testing.T) {
 		{name: "negative cache_size", opts: map[string]any{"model": "m", "cache_size": int64(-1)}, wantErr: `option "cache_size": must not be negative`},
 		{name: "zero max_tokens", opts: map[string]any{"model": "m", "max_tokens": int64(0)}, wantErr: `option "max_tokens": must be positive`},
 		{name: "model not a string", opts: map[string]any{"model": int64(3)}, wantErr: `option "model": want a string`},
+		{name: "ignore_categories not a list", opts: map[string]any{"model": "m", "ignore_categories": "elections"}, wantErr: `option "ignore_categories": want a list of strings`},
 		{name: "no ChatFunc", opts: map[string]any{"model": "m"}, nilChat: true, wantErr: "nil ChatFunc"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
