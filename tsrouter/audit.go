@@ -33,6 +33,8 @@ type record struct {
 	start     time.Time
 	door      door
 	principal *policy.Principal
+	// adminCred: where a valid admin credential came (admin routes only).
+	adminCred adminHeader
 	alias     string
 	tier      string
 	events    int
