@@ -135,6 +135,10 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	if p := rec.principal; p != nil && p.Key != nil {
 		attrs = append(attrs, slog.String("key_id", p.Key.ID), slog.String("key", p.Key.Masked()))
 	}
+	if rec.adminCred != adminNoCredential {
+		// How admin was proven: the method, never the credential.
+		attrs = append(attrs, slog.String("admin_auth", string(h.adminAuth.Method)))
+	}
 	if rec.alias != "" {
 		attrs = append(attrs, slog.String("alias", rec.alias))
 	}
