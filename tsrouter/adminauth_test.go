@@ -75,6 +75,7 @@ func TestAdminAuthMethods(t *testing.T) {
 		{tsrouter.AdminBasic, []attempt{
 			{"basic, alone", []string{"Authorization", rightBasic}, 200},
 			{"basic, router token in X-Api-Key", []string{"Authorization", rightBasic, "X-Api-Key", routerToken}, 200},
+			{"scheme in lower case", []string{"Authorization", "basic " + strings.TrimPrefix(rightBasic, "Basic ")}, 200},
 			{"wrong password", []string{"Authorization", wrongPass, "X-Api-Key", routerToken}, 401},
 			{"wrong user name", []string{"Authorization", wrongUser}, 401},
 			{"router token only", []string{"Authorization", bearer(routerToken)}, 403},
@@ -161,6 +162,34 @@ func TestAdminAuthWithoutRouterToken(t *testing.T) {
 			t.Errorf("no admin credential at all: %d, want 404", status)
 		}
 	})
+}
+
+// TestAdminAuthMisconfiguredFailsClosed: an AdminAuth whose secret is
+// missing (a programming error serve's checks prevent) admits no one as
+// admin: an unset digest must not match everything.
+func TestAdminAuthMisconfiguredFailsClosed(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	for _, a := range []tsrouter.AdminAuth{
+		{Method: tsrouter.AdminBearerToken},
+		{Method: tsrouter.AdminAPIKey},
+		{Method: tsrouter.AdminBasic, Username: adminUser},
+		{Method: tsrouter.AdminBasic, Password: policy.NewToken(adminPass)},
+	} {
+		t.Run(string(a.Method), func(t *testing.T) {
+			if a.Check() == nil {
+				t.Errorf("Check accepts %+v", a)
+			}
+			base := startRouter(t, oneTier(url, ""), routerOpts{adminAuth: a})
+			for _, hdr := range [][]string{
+				{"Authorization", "Bearer anything"}, {"X-Api-Key", "anything"}, {"X-Admin-Token", "anything"},
+				{"Authorization", basicAuth(adminUser, "")}, {"Authorization", basicAuth("", adminPass)}, {"Authorization", basicAuth(adminUser, adminPass)},
+			} {
+				if status, _ := getStatus(t, base, "/v1/stats", hdr...); status != 403 {
+					t.Errorf("%s %q: %d, want 403", hdr[0], hdr[1], status)
+				}
+			}
+		})
+	}
 }
 
 // fakeTailnetDoor serves h's tailnet door on loopback with a fake WhoIs
