@@ -15,7 +15,8 @@ import (
 //     tailnet refused, and never widens what its grants allow.
 //  2. The router token ([server].auth_env), when configured, is checked
 //     independently and is required on every request but /healthz, with
-//     or without a key. It may be sent in either header; the other header
+//     or without a key (on admin routes the router's admin credential,
+//     [admin.auth], stands in for it: tsrouter's admitCredentials). It may be sent in either header; the other header
 //     then carries the key: "Authorization: Bearer <token>" plus
 //     "x-api-key: <key>", or the reverse. Without a configured token the
 //     key is the Bearer value, else x-api-key (a valid x-api-key also

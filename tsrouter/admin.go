@@ -19,25 +19,30 @@ const (
 )
 
 // isAdmin: a tailnet grant with "admin": true or a key with scope admin
-// (each bounded by the other, see policy.ApplyKey), or the admin token of
-// [admin].auth_env in X-Admin-Token — or, where no admin token is
+// (each bounded by the other, see policy.ApplyKey), or the admin
+// credential of [admin.auth] (adminauth.go; [admin].auth_env is method
+// bearer_token), found by admitCredentials — or, where neither is
 // configured, the router token (which every request that got this far has
-// presented), as in the Python router.
+// presented), as in the Python router. Method none makes every caller of
+// a loopback door an admin, never a tailnet caller.
 func (h *Handler) isAdmin(r *http.Request, rec *record) bool {
-	if rec.principal.Admin {
+	if rec.principal.Admin || rec.adminCred != adminNoCredential {
 		return true
 	}
-	if h.adminToken.Enabled() {
-		return h.adminToken.Allows("", r.Header.Get("X-Admin-Token"))
+	switch h.adminAuth.Method {
+	case "":
+		return h.token.Enabled()
+	case AdminNone:
+		return loopbackCaller(r, rec.door)
 	}
-	return h.token.Enabled()
+	return false
 }
 
 // adminDenial is the refusal of a caller without admin rights: 404 where
 // no admin credential exists at all (as the Python router did with auth
 // off), 403 otherwise.
 func (h *Handler) adminDenial(rec *record) error {
-	if !h.token.Enabled() && !h.adminToken.Enabled() && rec.door != doorTailnet {
+	if !h.token.Enabled() && h.adminAuth.Method == "" && rec.door != doorTailnet {
 		return errNoRoute
 	}
 	return errAdminForbidden

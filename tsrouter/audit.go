@@ -33,6 +33,8 @@ type record struct {
 	start     time.Time
 	door      door
 	principal *policy.Principal
+	// adminCred: where a valid admin credential came (admin routes only).
+	adminCred adminHeader
 	alias     string
 	tier      string
 	events    int
@@ -132,6 +134,10 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	}
 	if p := rec.principal; p != nil && p.Key != nil {
 		attrs = append(attrs, slog.String("key_id", p.Key.ID), slog.String("key", p.Key.Masked()))
+	}
+	if rec.adminCred != adminNoCredential {
+		// How admin was proven: the method, never the credential.
+		attrs = append(attrs, slog.String("admin_auth", string(h.adminAuth.Method)))
 	}
 	if rec.alias != "" {
 		attrs = append(attrs, slog.String("alias", rec.alias))

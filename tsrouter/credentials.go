@@ -12,8 +12,26 @@ import (
 // request and narrows rec.principal by the key's policy. The rule (policy
 // package): the tailnet grant bounds what any key used from that node can
 // reach; the router token is checked independently.
+//
+// On admin routes a valid admin credential ([admin.auth]) stands in for
+// the router token, and the header it came in is not read again as the
+// router token or an API key: "Authorization: Bearer <admin token>" alone
+// passes the door there, and so does the router token in Authorization
+// with the admin credential in X-Admin-Token or X-API-Key.
 func (h *Handler) admitCredentials(r *http.Request, rec *record, class policy.PathClass) error {
-	creds := policy.SplitCredentials(h.token, r.Header.Get("Authorization"), r.Header.Get("X-Api-Key"))
+	authorization, xAPIKey := r.Header.Get("Authorization"), r.Header.Get("X-Api-Key")
+	if class == policy.PathAdmin {
+		switch rec.adminCred = h.adminAuth.credential(r); rec.adminCred {
+		case adminInAuthorization:
+			authorization = ""
+		case adminInXAPIKey:
+			xAPIKey = ""
+		}
+	}
+	creds := policy.SplitCredentials(h.token, authorization, xAPIKey)
+	if rec.adminCred != adminNoCredential {
+		creds.TokenOK = true
+	}
 	req := policy.KeyRequest{Mode: policy.KeyModePermissive, Class: class, Creds: creds, Now: time.Now(), TierOf: h.tierOf}
 	if h.keys != nil {
 		req.Mode, req.Keys = h.keys.Mode(), h.keys.Set()
@@ -28,7 +46,7 @@ func (h *Handler) admitCredentials(r *http.Request, rec *record, class policy.Pa
 	}
 	// On the loopback API door there is no identity: the token or a key
 	// must have been presented.
-	if rec.door == doorLocalAPI && !h.token.Enabled() && p.Key == nil {
+	if rec.door == doorLocalAPI && !h.token.Enabled() && p.Key == nil && rec.adminCred == adminNoCredential {
 		return errUnauthorized.withDetail("the local API needs the router token or an API key")
 	}
 	rec.principal = p

@@ -28,6 +28,8 @@ type routerOpts struct {
 	// keyStore is the runtime key store path ("" = a temp file).
 	keyStore   string
 	adminToken string
+	// adminAuth is Options.AdminAuth ([admin.auth]).
+	adminAuth tsrouter.AdminAuth
 	// exhaustionRetryAfter is Options.ExhaustionRetryAfter.
 	exhaustionRetryAfter time.Duration
 	// bodyGrace, minBodyRate and writeStall are the Options of the same
@@ -68,6 +70,7 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 	h := tsrouter.New(tsrouter.Options{
 		Keys:           ring,
 		AdminToken:     policy.NewToken(o.adminToken),
+		AdminAuth:      o.adminAuth,
 		Backends:       set,
 		Token:          policy.NewToken(o.token),
 		Logger:         log,

@@ -49,8 +49,13 @@ type Options struct {
 	// Keys are the API keys ([api_keys]); nil means none are configured.
 	Keys *KeyRing
 	// AdminToken is [admin].auth_env's token; when set it replaces the
-	// router token as the admin credential (sent as X-Admin-Token).
+	// router token as the admin credential (sent as X-Admin-Token). It is
+	// AdminAuth{Method: AdminBearerToken, Token: AdminToken}, used when
+	// AdminAuth is not set.
 	AdminToken policy.Token
+	// AdminAuth is [admin.auth] (adminauth.go); the zero value keeps the
+	// rule above.
+	AdminAuth AdminAuth
 	// CallerShare caps one caller's requests in flight — per tailnet node
 	// and per API key — unless its grant or key sets max_concurrency
 	// (default half of MaxConcurrency), so no one caller can starve the
@@ -110,7 +115,7 @@ type Handler struct {
 	metrics     *telemetry.Metrics
 	limiter     *policy.RateLimiter
 	keys        *KeyRing
-	adminToken  policy.Token
+	adminAuth   AdminAuth
 	audioGW     *audioGateway
 	inFlight    *policy.InFlight
 	callerShare int
@@ -161,7 +166,10 @@ func New(opts Options) *Handler {
 	h.metrics = m
 	h.limiter = policy.NewRateLimiter()
 	h.keys = opts.Keys
-	h.adminToken = opts.AdminToken
+	h.adminAuth = opts.AdminAuth
+	if h.adminAuth.Method == "" && opts.AdminToken.Enabled() {
+		h.adminAuth = AdminAuth{Method: AdminBearerToken, Token: opts.AdminToken}
+	}
 	if opts.RefuseHostedTools {
 		h.responsesOpts.Hosted = dialect.HostedRefuse
 	}

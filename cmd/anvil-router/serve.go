@@ -182,20 +182,16 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 	if err != nil {
 		return nil, nil, err
 	}
-	if cfg.Server.AuthEnv != "" && cfg.Admin.AuthEnv == "" && keys.Set().Len() > 0 {
-		log.Warn("API keys are in use and the router token is also the admin credential: set [admin].auth_env so key holders who know the router token are not admins")
+	if cfg.Server.AuthEnv != "" && cfg.Admin.AuthEnv == "" && cfg.Admin.Auth.Method == "" && keys.Set().Len() > 0 {
+		log.Warn("API keys are in use and the router token is also the admin credential: set [admin.auth] so key holders who know the router token are not admins")
 	}
-	var adminToken policy.Token
-	if cfg.Admin.AuthEnv != "" {
-		secret, err := config.ResolveSecret(cfg.Admin.AuthEnv)
-		if err != nil {
-			return nil, nil, err
-		}
-		adminToken = policy.NewToken(secret)
+	admin, err := adminAuth(cfg.Admin, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	h := tsrouter.New(tsrouter.Options{
 		Keys:           keys,
-		AdminToken:     adminToken,
+		AdminAuth:      admin,
 		Recorder:       decisions,
 		Backends:       set,
 		Token:          token,

@@ -17,8 +17,12 @@ type APIKeys = policy.KeyConfig
 type Admin struct {
 	// AuthEnv names the variable holding the admin bearer token. When set,
 	// it (or an admin grant, or a key with scope admin) is the only admin
-	// credential; the router token then no longer doubles as one.
+	// credential; the router token then no longer doubles as one. It is
+	// [admin.auth] method "bearer_token" with token_env = auth_env; the
+	// two cannot both be set.
 	AuthEnv string
+	// Auth is [admin.auth] (adminauth.go); Method "" when absent.
+	Auth AdminAuth
 }
 
 var (
@@ -27,7 +31,7 @@ var (
 		"key", "id", "user_id", "organization_id", "name", "description",
 		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
 	}
-	adminTableKeys = []string{"auth_env"}
+	adminTableKeys = []string{"auth_env", "auth"}
 )
 
 func parseAPIKeys(t table) APIKeys {
@@ -133,6 +137,12 @@ func parseAdmin(t table) Admin {
 	var a Admin
 	if t.has("auth_env") {
 		a.AuthEnv = t.envName("auth_env")
+	}
+	if au, ok := t.sub("auth"); ok {
+		a.Auth = parseAdminAuth(au)
+		if t.has("auth_env") {
+			t.c.report(t.path.key("auth_env"), "and [admin.auth] both set the admin credential: keep one (auth_env is method \"bearer_token\" with token_env)")
+		}
 	}
 	return a
 }
