@@ -165,15 +165,13 @@ func safeOrigin(r *http.Request) string {
 
 // uiAdmin says whether the UI's caller is an admin: a session (only
 // admins get one) or a tailnet admin grant (both in rec.principal), or
-// credentials the request presented itself (a script with the token).
-// isAdmin alone would not do: on the UI's routes an absent router token
-// was waved through (uiAdmit), and isAdmin assumes it was presented.
+// what the request's own headers prove on an admin route (a script with
+// the credential; [admin.auth] method none on loopback). isAdmin on rec
+// alone would not do: on the UI's routes an absent router token was waved
+// through (uiAdmit), and the legacy rule assumes it was presented.
 func (h *Handler) uiAdmin(r *http.Request, rec *record) bool {
 	if rec.principal.Admin {
 		return true
-	}
-	if !presentsCredentials(r) {
-		return false
 	}
 	probe := &record{door: rec.door, principal: rec.principal}
 	if err := h.admitCredentials(r, probe, policy.PathAdmin); err != nil {
@@ -183,21 +181,33 @@ func (h *Handler) uiAdmin(r *http.Request, rec *record) bool {
 }
 
 // credentialIsAdmin checks a credential typed into the login form
-// exactly as the admin API would check it in a header: as the router
-// token or an API key (Authorization), and as the admin token
-// (X-Admin-Token). The caller's own admin grant does not count here, so
-// a login proves the credential.
+// exactly as the admin API checks one in a header — in each place an
+// admin credential can travel ([admin.auth] bearer_token or the router
+// token in Authorization and X-Admin-Token, api_key in X-API-Key, basic
+// as "user:password"), through admitCredentials and isAdmin. The
+// caller's own admin grant does not count here, so a login proves the
+// credential.
 func (h *Handler) credentialIsAdmin(w *recorder, r *http.Request, rec *record, cred string) bool {
 	base := *rec.principal
 	base.Admin = false
-	r2 := r.Clone(r.Context())
-	r2.Header = http.Header{"Authorization": {"Bearer " + cred}, "X-Admin-Token": {cred}}
-	probe := &record{door: rec.door, principal: &base}
-	if err := h.admitCredentials(r2, probe, policy.PathAdmin); err != nil {
-		// Not the router token: only the admin token itself remains.
-		return h.adminToken.Enabled() && h.adminToken.Allows("", cred)
+	candidates := []http.Header{
+		{"Authorization": {"Bearer " + cred}, "X-Admin-Token": {cred}},
+		{"X-Api-Key": {cred}},
 	}
-	return h.isAdmin(r2, probe)
+	if user, pass, ok := strings.Cut(cred, ":"); ok {
+		r2 := &http.Request{Header: http.Header{}}
+		r2.SetBasicAuth(user, pass)
+		candidates = append(candidates, r2.Header)
+	}
+	for _, hdr := range candidates {
+		r2 := r.Clone(r.Context())
+		r2.Header = hdr
+		probe := &record{door: rec.door, principal: &base}
+		if h.admitCredentials(r2, probe, policy.PathAdmin) == nil && h.isAdmin(r2, probe) {
+			return true
+		}
+	}
+	return false
 }
 
 // uiFeatures are the optional APIs this router serves, for the pages.
@@ -234,7 +244,8 @@ func (h *Handler) serveUI(w *recorder, r *http.Request, rec *record) error {
 	sess, session := h.uiSession(r, rec)
 	admin := h.uiAdmin(r, rec)
 	// A login is offered where no identity says enough: off the tailnet,
-	// or on it when the router token is required on top.
+	// or on it when the router token is required on top. (With [admin.auth]
+	// method none a loopback caller is an admin already: uiAdmin.)
 	loginOffered := rec.door != doorTailnet || h.token.Enabled()
 	needLogin := loginOffered && !session && !admin
 	csrfSubject := uiBinding(rec)

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter"
 )
 
 // uiBrowser is a Go client that behaves like the UI's browser: a cookie
@@ -188,25 +190,42 @@ func TestWebUILoopbackSession(t *testing.T) {
 	}
 }
 
-// TestWebUIAdminTokenLogin: with [admin].auth_env the admin token is the
-// login credential and the router token is not.
+// TestWebUIAdminTokenLogin: the login form takes the admin credential of
+// whichever [admin.auth] method is configured, as the admin API takes it;
+// the router token is not an admin credential once one is.
 func TestWebUIAdminTokenLogin(t *testing.T) {
 	ctx := t.Context()
 	_, fakeURL := startFake(t, fakeserve.Options{})
-	base := startRouter(t, oneTier(fakeURL, ""), routerOpts{token: "router-token-0123456789", adminToken: "admin-token-0123456789", env: map[string]string{"SERVE_A_KEY": "k"}})
-	cases := []struct {
-		name, credential string
-		status           int
+	const routerTok = "router-token-0123456789"
+	routers := []struct {
+		name string
+		o    routerOpts
+		// good logs in; bad do not.
+		good string
+		bad  []string
 	}{
-		{"router token is not admin", "router-token-0123456789", http.StatusUnauthorized},
-		{"admin token", "admin-token-0123456789", http.StatusSeeOther},
-		{"empty", "", http.StatusUnauthorized},
+		{"[admin].auth_env token", routerOpts{adminToken: "admin-token-0123456789"}, "admin-token-0123456789", []string{routerTok, ""}},
+		{"bearer_token", routerOpts{adminAuth: tsrouter.AdminAuth{Method: tsrouter.AdminBearerToken, Token: policy.NewToken("bearer-admin-0123456789")}}, "bearer-admin-0123456789", []string{routerTok}},
+		{"api_key", routerOpts{adminAuth: tsrouter.AdminAuth{Method: tsrouter.AdminAPIKey, Token: policy.NewToken("apikey-admin-0123456789")}}, "apikey-admin-0123456789", []string{routerTok}},
+		{"basic", routerOpts{adminAuth: tsrouter.AdminAuth{Method: tsrouter.AdminBasic, Username: "ops", Password: policy.NewToken("basic-pw-0123456789")}}, "ops:basic-pw-0123456789", []string{"ops:wrong", "basic-pw-0123456789", routerTok}},
+		{"legacy: the router token", routerOpts{}, routerTok, []string{"other-0123456789"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
+	for _, rt := range routers {
+		t.Run(rt.name, func(t *testing.T) {
+			o := rt.o
+			o.token, o.env = routerTok, map[string]string{"SERVE_A_KEY": "k"}
+			base := startRouter(t, oneTier(fakeURL, ""), o)
+			for _, bad := range rt.bad {
+				if status, _ := newUIBrowser(t, base).login(ctx, bad); status != http.StatusUnauthorized {
+					t.Errorf("login with a wrong credential: %d, want 401", status)
+				}
+			}
 			b := newUIBrowser(t, base)
-			if status, _ := b.login(ctx, tc.credential); status != tc.status {
-				t.Errorf("login: %d, want %d", status, tc.status)
+			if status, _ := b.login(ctx, rt.good); status != http.StatusSeeOther {
+				t.Fatalf("login with the admin credential: %d, want 303", status)
+			}
+			if status, body, _ := b.do(ctx, http.MethodGet, "/v1/admin/transition", ""); status != http.StatusOK {
+				t.Errorf("admin API with the session: %d %s", status, body)
 			}
 		})
 	}
