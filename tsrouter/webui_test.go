@@ -2,8 +2,10 @@ package tsrouter_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -240,4 +242,30 @@ func TestWebUIDisabled(t *testing.T) {
 		t.Errorf("POST /webui/login with the UI disabled: %d, want 404", resp.StatusCode)
 	}
 	readAll(t, resp)
+}
+
+// TestWebUISecretsNotLogged: neither the credential typed into the login
+// form (right or wrong) nor the session id reaches the audit log.
+func TestWebUISecretsNotLogged(t *testing.T) {
+	ctx := t.Context()
+	_, fakeURL := startFake(t, fakeserve.Options{})
+	const routerTok = "router-token-logged-never-0123456789"
+	var logs syncBuffer
+	srv := httptest.NewServer(newHandler(t, oneTier(fakeURL, ""), routerOpts{token: routerTok, env: map[string]string{"SERVE_A_KEY": "k"}}, slog.New(slog.NewJSONHandler(&logs, nil))))
+	t.Cleanup(srv.Close)
+	b := newUIBrowser(t, srv.URL)
+	const wrong = "wrong-credential-typed-by-mistake-42"
+	b.login(ctx, wrong)
+	_, h := b.login(ctx, routerTok)
+	session := strings.TrimPrefix(strings.SplitN(h.Get("Set-Cookie"), ";", 2)[0], "anvil_ui_session=")
+	b.do(ctx, http.MethodGet, "/v1/admin/transition", "")
+	out := logs.String()
+	if !strings.Contains(out, "webui login") {
+		t.Fatalf("no audit line for the login: %s", out)
+	}
+	for _, secret := range []string{routerTok, wrong, session} {
+		if secret == "" || strings.Contains(out, secret) {
+			t.Errorf("the audit log holds %q (or the session id is empty):\n%s", secret, out)
+		}
+	}
 }
