@@ -87,6 +87,13 @@ try {
       await page.waitForSelector('#tier-table tbody tr');
       await page.waitForTimeout(10500); // two live refreshes, so the charts have a line
     }
+    // Accessibility: every control has a label, and Tab reaches the
+    // skip link first.
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+      .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label')).map((e) => e.id || e.name));
+    assert(unlabelled.length === 0, p + ': controls without a label: ' + unlabelled);
+    await page.keyboard.press('Tab');
+    assert(await page.evaluate(() => document.activeElement && document.activeElement.className === 'skip'), p + ': Tab does not reach the skip link first');
     if (p === 'config') assert((await page.textContent('#config-hash')).length > 0, 'config: no hash');
     await shoot(p);
   }
