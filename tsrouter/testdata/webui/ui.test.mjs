@@ -94,6 +94,7 @@ try {
     assert(unlabelled.length === 0, p + ': controls without a label: ' + unlabelled);
     await page.keyboard.press('Tab');
     assert(await page.evaluate(() => document.activeElement && document.activeElement.className === 'skip'), p + ': Tab does not reach the skip link first');
+    await page.evaluate(() => document.activeElement.blur());
     if (p === 'config') assert((await page.textContent('#config-hash')).length > 0, 'config: no hash');
     await shoot(p);
   }
