@@ -97,6 +97,10 @@ func (h *Handler) uiAdmit(r *http.Request, rec *record, rt *route, err error) er
 		if !errors.As(err, &ae) || ae.kind != kindUnauthorized || presentsCredentials(r) || !(session || rt.ui) {
 			return err
 		}
+		// Where blocking mode requires an API key, the session is no key.
+		if h.keys != nil && h.keys.Mode() != policy.KeyModePermissive && rt.class.Blocking() {
+			return err
+		}
 		// rec.principal is still the door's.
 	}
 	if session {

@@ -269,3 +269,26 @@ func TestWebUISecretsNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestWebUISessionIsNoKey: in blocking mode the paths that need an API
+// key still need one; a session stands for the admin credential and the
+// router token only.
+func TestWebUISessionIsNoKey(t *testing.T) {
+	ctx := t.Context()
+	_, fakeURL := startFake(t, fakeserve.Options{})
+	const routerTok = "router-token-0123456789"
+	base := startRouter(t, webuiConfig(fakeURL), routerOpts{token: routerTok, env: map[string]string{"SERVE_A_KEY": "k", "TRAFFIC_KEY": "sk-traffic-0123456789"}})
+	b := newUIBrowser(t, base)
+	if status, _ := b.login(ctx, routerTok); status != http.StatusSeeOther {
+		t.Fatalf("login: %d", status)
+	}
+	for path, want := range map[string]int{
+		"/v1/admin/transition": http.StatusOK,           // admin: the session is the credential
+		"/v1/models/capacity":  http.StatusOK,           // metadata: no key needed in blocking mode
+		"/v1/models":           http.StatusUnauthorized, // blocking mode wants a key here
+	} {
+		if status, body, _ := b.do(ctx, http.MethodGet, path, ""); status != want {
+			t.Errorf("GET %s with the session: %d %s, want %d", path, status, body, want)
+		}
+	}
+}
