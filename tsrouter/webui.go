@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter/webui"
@@ -313,8 +314,16 @@ func (h *Handler) serveUI(w *recorder, r *http.Request, rec *record) error {
 	return h.ui.Render(w, http.StatusOK, v)
 }
 
+// loginsPerMinute bounds login attempts per identity.
+const loginsPerMinute = 10
+
 // uiLogin checks the login form's credential and starts a session.
 func (h *Handler) uiLogin(w *recorder, r *http.Request, rec *record, v webui.View) error {
+	// Guessing is slow: loginsPerMinute attempts per identity (the whole
+	// loopback listener is one).
+	if ok, wait := h.limiter.Allow("webui-login\x00"+uiBinding(rec), loginsPerMinute, time.Now()); !ok {
+		return errRateLimited(policy.RetryAfterSeconds(wait)).withDetail("webui login attempts over " + itoa(loginsPerMinute) + "/min")
+	}
 	form, err := url.ParseQuery(string(w.body))
 	cred := form.Get("credential")
 	if err != nil || cred == "" || !h.credentialIsAdmin(w, r, rec, cred) {

@@ -292,3 +292,21 @@ func TestWebUISessionIsNoKey(t *testing.T) {
 		}
 	}
 }
+
+// TestWebUILoginThrottled: guessing the credential is limited to ten
+// attempts a minute; the eleventh is 429 even with the right credential.
+func TestWebUILoginThrottled(t *testing.T) {
+	ctx := t.Context()
+	_, fakeURL := startFake(t, fakeserve.Options{})
+	const routerTok = "router-token-0123456789"
+	base := startRouter(t, oneTier(fakeURL, ""), routerOpts{token: routerTok, env: map[string]string{"SERVE_A_KEY": "k"}})
+	b := newUIBrowser(t, base)
+	for i := range 10 {
+		if status, _ := b.login(ctx, "guess"); status != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i+1, status)
+		}
+	}
+	if status, h := b.login(ctx, routerTok); status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Errorf("eleventh attempt: %d (Retry-After %q), want 429 with Retry-After", status, h.Get("Retry-After"))
+	}
+}
