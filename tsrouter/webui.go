@@ -215,13 +215,20 @@ func (h *Handler) credentialIsAdmin(w *recorder, r *http.Request, rec *record, c
 	return false
 }
 
-// uiFeatures are the optional APIs this router serves, for the pages.
-func (h *Handler) uiFeatures() string {
+// uiFeatures are the optional APIs this router serves, for the pages
+// (so they do not call absent ones): "nokey-<name>" where blocking mode
+// wants an API key the caller's browser does not send.
+func (h *Handler) uiFeatures(rec *record) string {
 	var f []string
 	for _, c := range []struct{ name, path string }{
 		{"usage", "/admin/stats/usage"}, {"myusage", "/v1/usage"}, {"guardrails", "/admin/guardrails"},
 	} {
-		if h.routeOf(c.path) != noRoute {
+		rt := h.routeOf(c.path)
+		switch {
+		case rt == noRoute:
+		case h.keys != nil && h.keys.Mode() != policy.KeyModePermissive && rt.class.Blocking() && rec.principal.Key == nil:
+			f = append(f, "nokey-"+c.name)
+		default:
 			f = append(f, c.name)
 		}
 	}
@@ -257,7 +264,7 @@ func (h *Handler) serveUI(w *recorder, r *http.Request, rec *record) error {
 	if session {
 		csrfSubject = sess.ID
 	}
-	v := webui.View{Admin: admin, CSRF: h.ui.CSRFToken(csrfSubject), Session: session, Features: h.uiFeatures(), Who: uiWho(rec, session)}
+	v := webui.View{Admin: admin, CSRF: h.ui.CSRFToken(csrfSubject), Session: session, Features: h.uiFeatures(rec), Who: uiWho(rec, session)}
 	prefix := h.ui.Prefix()
 	switch sub {
 	case "login":

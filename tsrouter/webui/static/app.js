@@ -234,6 +234,7 @@
 
   // --- My usage
   function my() {
+    if (has('nokey-myusage')) { say('Your usage is shown to API key holders only here: [api_keys] mode is blocking.'); body.dataset.ready = 'true'; return; }
     if (!has('myusage')) { say('Usage accounting not enabled on this router.'); body.dataset.ready = 'true'; return; }
     return api('GET', '/v1/usage').then(function (r) {
       if (r.status === 404) { say('Usage accounting not enabled on this router.'); return; }
