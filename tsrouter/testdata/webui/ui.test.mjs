@@ -99,6 +99,25 @@ try {
     await shoot(p);
   }
 
+  if (await page.$('body[data-features~="usage"]')) {
+    step('usage by key, drill-down and CSV');
+    await page.goto(base + '/webui/usage');
+    await ready();
+    await page.selectOption('#group_by', 'key');
+    await page.click('#usage-form button[type=submit]');
+    await page.waitForSelector('#usage-table tr[data-group="key-traffic"]');
+    await page.click('#usage-table tr[data-group="key-traffic"] button');
+    await page.waitForSelector('body[data-drilled="key-traffic"]');
+    const csv = await page.evaluate(() => fetch(document.getElementById('csv').getAttribute('href')).then((r) => r.text()));
+    assert(csv.startsWith('group,t,requests'), 'CSV download: ' + csv.slice(0, 100));
+    await shoot('usage-by-key');
+  } else {
+    step('usage accounting is not in this build: its pages say so');
+    await page.goto(base + '/webui/usage');
+    await ready();
+    assert((await page.textContent('#status')).includes('not enabled'), 'usage page does not say usage accounting is not enabled');
+  }
+
   step('create, rotate and disable a key');
   await page.goto(base + '/webui/keys');
   await ready();

@@ -85,7 +85,7 @@
     clear(box);
     charts[id] = new uPlot({
       width: width, height: 200, title: '',
-      series: [{}].concat(series.map(function (s, i) { return { label: s.label, stroke: colors[i % colors.length], width: 2 }; })),
+      series: [{}].concat(series.map(function (s, i) { return { label: s.label, stroke: colors[i % colors.length], width: 2, spanGaps: true, points: { show: true, size: 4 } }; })),
       axes: [{}, { size: 60 }],
       legend: { show: true }
     }, data, box);
@@ -200,10 +200,11 @@
         if (r.status === 404) return notEnabled();
         if (!r.ok) { say(errMsg(r), true); return; }
         var tbody = clear($('#usage-table tbody'));
+        if (!(r.data.series || []).length) tbody.appendChild(el('tr', null, el('td', { colspan: 6, className: 'hint', text: 'No usage by ' + g + ' in this range.' })));
         (r.data.series || []).forEach(function (s) {
           var t = { requests: 0, errors: 0, input_tokens: 0, output_tokens: 0 };
           (s.points || []).forEach(function (p) { Object.keys(t).forEach(function (k) { t[k] += p[k] || 0; }); });
-          tbody.appendChild(el('tr', null, el('th', { scope: 'row', text: s.group }), td(t.requests), td(t.errors), td(t.input_tokens), td(t.output_tokens),
+          tbody.appendChild(el('tr', { 'data-group': s.group }, el('th', { scope: 'row', text: s.group }), td(t.requests), td(t.errors), td(t.input_tokens), td(t.output_tokens),
             el('td', null, el('button', { type: 'button', className: 'secondary', text: 'Drill down', 'aria-label': 'Drill down into ' + s.group, onclick: function () { drill(g, s.group); } }))));
         });
         return api('GET', '/admin/stats').then(function (st) {
@@ -220,6 +221,7 @@
       api('GET', '/admin/stats/usage?group_by=' + encodeURIComponent(g) + '&id=' + encodeURIComponent(id) + '&from=' + rg.from + '&to=' + rg.to).then(function (r) {
         if (!r.ok) { say(errMsg(r), true); return; }
         $('#drill').hidden = false;
+        body.dataset.drilled = id;
         $('#drill-h').textContent = 'Drill-down: ' + id;
         var pts = ((r.data.series || [])[0] || {}).points || [];
         chart('chart-drill', 'Usage of ' + id, pts.map(function (p) { return Date.parse(p.t) / 1000; }), [
