@@ -209,6 +209,7 @@
         });
         return api('GET', '/admin/stats').then(function (st) {
           var bt = clear($('#budget-table tbody'));
+          if (!((st.ok && st.data && st.data.budgets) || []).length) bt.appendChild(el('tr', null, el('td', { colspan: 6, className: 'hint', text: 'No budgets are configured.' })));
           ((st.ok && st.data && st.data.budgets) || []).forEach(function (b) {
             bt.appendChild(el('tr', null, el('th', { scope: 'row', text: b.name }), td(b.tokens_used), td(b.tokens_per_day ? b.tokens_left : 'no limit'),
               td(b.requests_used), td(b.requests_per_day ? b.requests_left : 'no limit'), td(b.resets_at)));
