@@ -57,6 +57,8 @@ type record struct {
 	requestBytes             int
 	// kind is the decision record's kind ("" is chat).
 	kind string
+	// guard is the guardrail verdicts and entity counts (nil: none ran).
+	guard *guardNote
 }
 
 // recorder captures the status and size of a response for the audit line.
