@@ -144,6 +144,9 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	if rec.events > 0 {
 		attrs = append(attrs, slog.Int("events", rec.events))
 	}
+	if g := rec.guard.String(); g != "" {
+		attrs = append(attrs, slog.String("guardrails", g))
+	}
 	if rec.detail != "" {
 		attrs = append(attrs, slog.String("detail", rec.detail))
 	}

@@ -33,11 +33,18 @@ func (h *Handler) recordChat(w *recorder, rec *record) {
 	if kind == "" {
 		kind = "chat"
 	}
+	var verdicts []string
+	var entities map[string]int
+	if rec.guard != nil {
+		verdicts, entities = rec.guard.verdicts, rec.guard.entities
+	}
 	h.decisions.Record(telemetry.Decision{
-		Kind:          kind,
-		Route:         rec.alias,
-		RequestedTier: rec.tier,
-		ServedTier:    served,
+		Guardrails:        verdicts,
+		GuardrailEntities: entities,
+		Kind:              kind,
+		Route:             rec.alias,
+		RequestedTier:     rec.tier,
+		ServedTier:        served,
 		Attempts: []telemetry.Attempt{{
 			TierID: rec.tier, Succeeded: rec.outcome == "served", Reason: rec.reason,
 			PromptTokens: rec.promptTokens, CompletionTokens: rec.compTokens, Outcome: rec.outcome,
