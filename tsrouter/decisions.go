@@ -33,14 +33,9 @@ func (h *Handler) recordChat(w *recorder, rec *record) {
 	if kind == "" {
 		kind = "chat"
 	}
-	var verdicts []string
-	var entities map[string]int
-	if rec.guard != nil {
-		verdicts, entities = rec.guard.verdicts, rec.guard.entities
-	}
 	h.decisions.Record(telemetry.Decision{
-		Guardrails:        verdicts,
-		GuardrailEntities: entities,
+		Guardrails:        rec.guard.verdictList(),
+		GuardrailEntities: rec.guard.entityCounts(),
 		Kind:              kind,
 		Route:             rec.alias,
 		RequestedTier:     rec.tier,

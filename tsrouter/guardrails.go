@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"slices"
 	"sort"
 	"strconv"
@@ -70,6 +71,20 @@ func (n *guardNote) add(stage guard.Stage, res *guard.Result) {
 		}
 		n.entities[k] += c
 	}
+}
+
+func (n *guardNote) verdictList() []string {
+	if n == nil {
+		return nil
+	}
+	return n.verdicts
+}
+
+func (n *guardNote) entityCounts() map[string]int {
+	if n == nil {
+		return nil
+	}
+	return n.entities
 }
 
 // String is the audit line's field: verdicts, then entity counts.
@@ -397,4 +412,124 @@ func (h *Handler) guardChat(ctx context.Context, alias string, body []byte) ([]b
 		return nil, err
 	}
 	return dialect.AnthropicResponseToOpenAI(reply.Body, info.Model)
+}
+
+// purposeInput is the input stage of an embeddings or rerank request: its
+// input (query, documents) checked, and rewritten on a transform.
+func (h *Handler) purposeInput(ctx context.Context, rec *record, req *jsonobj.Object, body []byte) ([]byte, error) {
+	e := h.guardrails()
+	if e == nil {
+		return body, nil
+	}
+	extra := guardExtra(rec)
+	if !e.Active(guard.Input, extra) {
+		return body, nil
+	}
+	jt, err := extractTexts(req, []string{"input", "query", "documents"})
+	if err != nil {
+		return body, nil
+	}
+	res, err := e.Check(ctx, guard.Input, &guard.Content{Stage: guard.Input, Texts: jt.texts}, extra)
+	if err != nil {
+		return nil, err
+	}
+	rec.guardNote().add(guard.Input, res)
+	if res.Blocked() {
+		return nil, guardBlocked(rec, guard.Input, res)
+	}
+	if !res.Rewritten() {
+		return body, nil
+	}
+	out, err := jt.rewrite(req, res.Texts)
+	if err != nil {
+		return nil, errInternal.withDetail("guardrails: could not rewrite the request")
+	}
+	return out, nil
+}
+
+// guardrailsView is GET /admin/guardrails: the effective configuration
+// (secret-looking option values masked: only environment variable names
+// are shown) and the verdict counters of the running engine.
+type guardrailsView struct {
+	Enabled      bool                `json:"enabled"`
+	Mode         string              `json:"mode"`
+	OutputCheck  string              `json:"output_check"`
+	OutputWindow int                 `json:"output_window"`
+	MaxHold      int                 `json:"max_hold"`
+	Providers    []guardProviderView `json:"providers"`
+	Counts       []guard.Count       `json:"counts"`
+}
+
+type guardProviderView struct {
+	Name               string             `json:"name"`
+	Type               string             `json:"type"`
+	Enabled            bool               `json:"enabled"`
+	Stages             []string           `json:"stages"`
+	OnError            string             `json:"on_error"`
+	Apply              string             `json:"apply"`
+	Timeout            string             `json:"timeout,omitempty"`
+	Options            any                `json:"options,omitempty"`
+	CategoryThresholds map[string]float64 `json:"category_thresholds,omitempty"`
+}
+
+func (h *Handler) serveGuardrails(w *recorder, r *http.Request, rec *record) error {
+	v := guardrailsView{Providers: []guardProviderView{}, Counts: []guard.Count{}}
+	if e := h.guard.Load(); e != nil {
+		cfg := e.Config()
+		v.Enabled, v.Mode, v.OutputCheck, v.OutputWindow, v.MaxHold = cfg.Enabled, cfg.Mode, cfg.OutputCheck, cfg.OutputWindow, cfg.MaxHold
+		for _, p := range cfg.Providers {
+			pv := guardProviderView{Name: p.Name, Type: p.Type, Enabled: p.Enabled, OnError: p.OnError, Apply: p.Apply,
+				Options: maskOptions("", p.Options), CategoryThresholds: p.CategoryThresholds, Stages: []string{}}
+			if p.Input {
+				pv.Stages = append(pv.Stages, "input")
+			}
+			if p.Output {
+				pv.Stages = append(pv.Stages, "output")
+			}
+			if p.Timeout > 0 {
+				pv.Timeout = p.Timeout.String()
+			}
+			v.Providers = append(v.Providers, pv)
+		}
+		if c := e.Counts(); c != nil {
+			v.Counts = c
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return errInternal
+	}
+	writeJSON(w, http.StatusOK, append(b, '\n'))
+	return nil
+}
+
+// maskOptions copies a provider's options with every value under a
+// secret-looking key (secret, token, password, api_key, authorization,
+// headers) replaced; keys ending in _env name a variable and are shown.
+func maskOptions(key string, v any) any {
+	lk := strings.ToLower(key)
+	secret := !strings.HasSuffix(lk, "_env") && (strings.Contains(lk, "secret") || strings.Contains(lk, "token") ||
+		strings.Contains(lk, "password") || strings.Contains(lk, "api_key") || strings.Contains(lk, "authorization") || lk == "headers" || lk == "key")
+	switch x := v.(type) {
+	case map[string]any:
+		if x == nil {
+			return nil
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = maskOptions(k, e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = maskOptions(key, e)
+		}
+		return out
+	default:
+		if secret {
+			return "(masked)"
+		}
+		return v
+	}
 }

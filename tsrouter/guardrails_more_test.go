@@ -1,0 +1,140 @@
+package tsrouter_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+)
+
+// Embeddings and rerank inputs go through the input stage too.
+func TestGuardrailsEmbeddingsInput(t *testing.T) {
+	fake, url := startFake(t, fakeserve.Options{})
+	h := newHandler(t, purposeConfig(url)+guardPII, routerOpts{}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	resp := post(t, t.Context(), srv.URL+"/v1/embeddings", `{"model":"Qwen/Qwen3-Embedding-0.6B","input":["mail `+promptSecret+`","plain"]}`)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	sent := string(fake.LastRequest().Body)
+	if strings.Contains(sent, promptSecret) || !strings.Contains(sent, `"mail <REDACTED:EMAIL>"`) || !strings.Contains(sent, `"plain"`) {
+		t.Errorf("the embeddings serve got %s", sent)
+	}
+	resp = post(t, t.Context(), srv.URL+"/v1/embeddings", `{"model":"Qwen/Qwen3-Embedding-0.6B","input":"ssn 123-45-6789"}`)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "guardrail_blocked") {
+		t.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+}
+
+// A provider with apply = "on_request" runs only for callers whose key
+// names it; a key cannot remove a provider that applies to everyone.
+func TestGuardrailsAddedByKey(t *testing.T) {
+	const strictKey = "sk-anvil-strict-0123456789abcdef"
+	fake, url := startFake(t, fakeserve.Options{Deltas: []string{"ok"}})
+	cfg := oneTier(url, "") + `
+[api_keys]
+mode = "blocking"
+
+[[api_keys.api_keys]]
+key = "` + strictKey + `"
+id = "strict"
+user_id = "u1"
+organization_id = "o"
+scopes = ["read", "write"]
+guardrails = ["strict-phones"]
+
+[[api_keys.api_keys]]
+key = "` + readerKey + `"
+id = "plain"
+user_id = "u2"
+organization_id = "o"
+scopes = ["read", "write"]
+
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "words-for-all"
+type = "rules"
+stages = ["input"]
+[[guardrails.providers.options.rules]]
+name = "confidential"
+keywords = ["confidential"]
+action = "mask"
+
+[[guardrails.providers]]
+name = "strict-phones"
+type = "pii"
+apply = "on_request"
+stages = ["input"]
+`
+	h := newHandler(t, cfg, routerOpts{}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	prompt := `{"model":"chat","messages":[{"role":"user","content":"confidential: call 555-123-4567"}]}`
+	for _, tc := range []struct {
+		key, want, notWant string
+	}{
+		{strictKey, "<REDACTED:CONFIDENTIAL>: call <REDACTED:PHONE>", "555-123-4567"},
+		{readerKey, "<REDACTED:CONFIDENTIAL>: call 555-123-4567", "confidential"},
+	} {
+		resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", prompt, "Authorization", "Bearer "+tc.key)
+		if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		sent := string(fake.LastRequest().Body)
+		if !strings.Contains(sent, tc.want) || strings.Contains(sent, tc.notWant) {
+			t.Errorf("key %s: the serve got %s", tc.key[:10], sent)
+		}
+	}
+}
+
+// GET /admin/guardrails: the effective config, secrets masked, and the
+// counters.
+func TestGuardrailsAdminView(t *testing.T) {
+	_, url := guardedRouter(t, "openai", guardPII+`
+[[guardrails.providers]]
+name = "hook"
+type = "webhook"
+enabled = false
+[guardrails.providers.options]
+url = "http://127.0.0.1:9/hook"
+secret = "literal-secret-value"
+bearer_env = "HOUSE_TOKEN"
+`, fakeserve.Options{}, nil)
+	readAll(t, post(t, t.Context(), url+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"mail `+promptSecret+`"}]}`, openaiAuth...))
+	body := fetch(t, url+"/admin/guardrails")
+	var v struct {
+		Enabled   bool
+		Mode      string
+		Providers []struct {
+			Name    string
+			Stages  []string
+			Options map[string]any
+		}
+		Counts []struct {
+			Provider, Stage, Verdict, Category string
+			Count                              int
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	if !v.Enabled || v.Mode != "enforce" || len(v.Providers) != 2 || len(v.Providers[0].Stages) != 2 {
+		t.Errorf("view %s", body)
+	}
+	if strings.Contains(body, "literal-secret-value") || !strings.Contains(body, "HOUSE_TOKEN") || strings.Contains(body, promptSecret) {
+		t.Errorf("secrets not masked or env names hidden: %s", body)
+	}
+	found := false
+	for _, c := range v.Counts {
+		found = found || c.Provider == "pii-redaction" && c.Stage == "input" && c.Verdict == "transform" && c.Count == 1
+	}
+	if !found {
+		t.Errorf("counts %s", body)
+	}
+}
