@@ -138,3 +138,26 @@ bearer_env = "HOUSE_TOKEN"
 		t.Errorf("counts %s", body)
 	}
 }
+
+// The chunk-boundary property over real HTTP: an answer split into two
+// frames at every byte, on an OpenAI chat stream and an Anthropic
+// passthrough stream — the caller's text is always the masked answer.
+func TestGuardrailsStreamEveryBoundary(t *testing.T) {
+	const answer = "Mail alice@example.com, card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuvwx."
+	const want = "Mail <REDACTED:EMAIL>, card <REDACTED:CREDIT_CARD>, key <REDACTED:API_KEY>."
+	for _, tc := range []struct{ dialect, path, body string }{
+		{"openai", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`},
+		{"anthropic", "/v1/messages", `{"model":"chat","max_tokens":64,"messages":[{"role":"user","content":"hi"}],"stream":true}`},
+	} {
+		t.Run(tc.dialect, func(t *testing.T) {
+			fake, url := guardedRouter(t, tc.dialect, guardPII, fakeserve.Options{}, nil)
+			for i := 1; i < len(answer); i++ {
+				fake.SetOptions(func(o *fakeserve.Options) { o.Deltas = []string{answer[:i], answer[i:]} })
+				body := readAll(t, post(t, t.Context(), url+tc.path, tc.body, openaiAuth...))
+				if got := answerText(body); got != want {
+					t.Fatalf("split at %d: got %q\n%s", i, got, body)
+				}
+			}
+		})
+	}
+}

@@ -172,7 +172,11 @@ func TestGuardrailsBlockInput(t *testing.T) {
 	if !strings.Contains(metrics, `anvil_guardrail_verdicts_total{category="pii",provider="pii-redaction",stage="input",verdict="block"} 3`) {
 		t.Errorf("metrics:\n%s", grepLines(metrics, "guardrail"))
 	}
-	for name, out := range map[string]string{"logs": logs.String(), "metrics": metrics} {
+	decisions := fetch(t, url+"/v1/decisions")
+	if !strings.Contains(decisions, `"guardrails":["pii-redaction:input:block:pii"]`) || !strings.Contains(decisions, `"guardrail_entities":{"ssn":1}`) {
+		t.Errorf("decision record lacks the verdict: %s", decisions)
+	}
+	for name, out := range map[string]string{"logs": logs.String(), "metrics": metrics, "decisions": decisions} {
 		if strings.Contains(out, ssn) {
 			t.Errorf("%s hold the matched value", name)
 		}
