@@ -417,6 +417,26 @@ func (h *Handler) guardChat(ctx context.Context, alias string, body []byte) ([]b
 // purposeInput is the input stage of an embeddings or rerank request: its
 // input (query, documents) checked, and rewritten on a transform.
 func (h *Handler) purposeInput(ctx context.Context, rec *record, req *jsonobj.Object, body []byte) ([]byte, error) {
+	return h.textInput(ctx, rec, req, body, "input", "query", "documents")
+}
+
+// audioText is the input stage of the audio gateway's texts: the text a
+// TTS request speaks ("input" of the upstream body) and the transcript an
+// STT serve made of the caller's speech ("text" of the reply) — both the
+// caller's own words.
+func (h *Handler) audioText(ctx context.Context, rec *record, body []byte, key string) ([]byte, error) {
+	if h.guardrails() == nil {
+		return body, nil
+	}
+	obj, err := jsonobj.Parse(body)
+	if err != nil {
+		return body, nil
+	}
+	return h.textInput(ctx, rec, obj, body, key)
+}
+
+// textInput runs the input stage on the strings under tops of req.
+func (h *Handler) textInput(ctx context.Context, rec *record, req *jsonobj.Object, body []byte, tops ...string) ([]byte, error) {
 	e := h.guardrails()
 	if e == nil {
 		return body, nil
@@ -425,7 +445,7 @@ func (h *Handler) purposeInput(ctx context.Context, rec *record, req *jsonobj.Ob
 	if !e.Active(guard.Input, extra) {
 		return body, nil
 	}
-	jt, err := extractTexts(req, []string{"input", "query", "documents"})
+	jt, err := extractTexts(req, tops)
 	if err != nil {
 		return body, nil
 	}

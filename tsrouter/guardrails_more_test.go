@@ -161,3 +161,20 @@ func TestGuardrailsStreamEveryBoundary(t *testing.T) {
 		})
 	}
 }
+
+// The text a TTS request speaks goes through the input stage: a blocked
+// entity never reaches the speech serve.
+func TestGuardrailsSpeechInput(t *testing.T) {
+	f := startAudioFakes(t)
+	base := startRouter(t, audioTOML(f, audioSetup{})+guardPII, audioRouterOpts())
+	status, _, body := audioPost(t, base+"/v1/audio/speech", audioJSON(t, map[string]any{"input": "my ssn is 123-45-6789"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, "guardrail_blocked") || strings.Contains(body, "6789") {
+		t.Errorf("status %d: %s", status, body)
+	}
+	if n := f.tts.AudioStats().Speeches; n != 0 {
+		t.Errorf("the speech serve was called %d times", n)
+	}
+	if status, _, body := audioPost(t, base+"/v1/audio/speech", audioJSON(t, map[string]any{"input": "hello there"})); status != http.StatusOK {
+		t.Errorf("a clean text: status %d: %s", status, body)
+	}
+}
