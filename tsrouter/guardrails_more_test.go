@@ -178,3 +178,40 @@ func TestGuardrailsSpeechInput(t *testing.T) {
 		t.Errorf("a clean text: status %d: %s", status, body)
 	}
 }
+
+// Every text of a conversation is checked: system, user, assistant, tool
+// call arguments and tool results, on a Chat and a Messages request.
+func TestGuardrailsInputEveryText(t *testing.T) {
+	chat := `{"model":"chat","messages":[
+{"role":"system","content":"admin is root@corp.example.com"},
+{"role":"user","content":[{"type":"text","text":"mail a@b.example.com"}]},
+{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"send","arguments":"{\"to\":\"c@d.example.com\"}"}}]},
+{"role":"tool","tool_call_id":"c1","content":"sent to e@f.example.com"}]}`
+	messages := `{"model":"chat","max_tokens":32,"system":"admin is root@corp.example.com","messages":[
+{"role":"user","content":"mail a@b.example.com"},
+{"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"send","input":{"to":"c@d.example.com"}}]},
+{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"sent to e@f.example.com"}]}]}`
+	for _, tc := range []struct{ dialect, path, body string }{
+		{"openai", "/v1/chat/completions", chat},
+		{"anthropic", "/v1/chat/completions", chat},
+		{"openai", "/v1/messages", messages},
+		{"anthropic", "/v1/messages", messages},
+	} {
+		t.Run(tc.dialect+tc.path, func(t *testing.T) {
+			fake, url := guardedRouter(t, tc.dialect, guardPII, fakeserve.Options{}, nil)
+			resp := post(t, t.Context(), url+tc.path, tc.body, openaiAuth...)
+			if body := readAll(t, resp); resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			sent := string(fake.LastRequest().Body)
+			for _, v := range []string{"root@corp.example.com", "a@b.example.com", "c@d.example.com", "e@f.example.com"} {
+				if strings.Contains(sent, v) {
+					t.Errorf("the serve got %q: %s", v, sent)
+				}
+			}
+			if n := strings.Count(sent, "REDACTED:EMAIL"); n != 4 {
+				t.Errorf("%d placeholders: %s", n, sent)
+			}
+		})
+	}
+}
