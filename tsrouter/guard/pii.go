@@ -23,9 +23,9 @@ type match struct {
 // the text (pii, rules): the streaming gate runs these incrementally.
 type patternProvider interface {
 	Provider
-	// matches appends the matches in s and returns the hold (see
-	// scanPII): len(s) when eof.
-	matches(s string, eof bool, out []match) ([]match, int)
+	// matches appends the matches in s that start at from or later and
+	// returns the hold (see scanPII): len(s) when eof.
+	matches(s string, from int, eof bool, out []match) ([]match, int)
 }
 
 // spanAnalyzer is an external analyzer (Presidio's POST /analyze); the
@@ -124,9 +124,9 @@ func (p *pii) placeholderFor(typ string) string {
 	return strings.ReplaceAll(p.placeholder, "{TYPE}", strings.ToUpper(typ))
 }
 
-func (p *pii) matches(s string, eof bool, out []match) ([]match, int) {
+func (p *pii) matches(s string, from int, eof bool, out []match) ([]match, int) {
 	var buf [16]Span
-	spans, hold := scanPII(s, eof, buf[:0])
+	spans, hold := scanPII(s, from, eof, buf[:0])
 	return p.toMatches(spans, out), hold
 }
 
@@ -152,7 +152,7 @@ func (p *pii) Check(ctx context.Context, c *Content) (Verdict, error) {
 	var buf [16]match
 	for i := c.rewritable(); i < len(c.Texts); i++ {
 		text := c.Texts[i].Text
-		ms, _ := p.matches(text, true, buf[:0])
+		ms, _ := p.matches(text, 0, true, buf[:0])
 		if p.external != nil {
 			spans, err := p.external.Analyze(ctx, text)
 			if err != nil {

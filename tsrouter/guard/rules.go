@@ -170,7 +170,7 @@ func asciiLower(s string) string {
 func (p *rules) Name() string { return p.name }
 func (p *rules) Type() string { return "rules" }
 
-func (p *rules) matches(s string, eof bool, out []match) ([]match, int) {
+func (p *rules) matches(s string, _ int, eof bool, out []match) ([]match, int) {
 	hold := len(s)
 	if !eof && p.regexHold > 0 {
 		hold = max(0, len(s)-p.regexHold)
@@ -259,7 +259,7 @@ func (p *rules) Check(_ context.Context, c *Content) (Verdict, error) {
 	var v Verdict
 	for i := c.rewritable(); i < len(c.Texts); i++ {
 		text := c.Texts[i].Text
-		ms, _ := p.matches(text, true, nil)
+		ms, _ := p.matches(text, 0, true, nil)
 		if len(ms) > 0 {
 			v.apply(c, i, text, ms)
 		}

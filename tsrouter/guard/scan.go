@@ -88,11 +88,13 @@ const (
 
 // scanPII appends the entities found in s to out and returns them with
 // the hold: len(s) when eof, else the first byte from which more text
-// could still make or extend a match.
-func scanPII(s string, eof bool, out []Span) ([]Span, int) {
+// could still make or extend a match. Matches start at from or later;
+// s[:from] is look-behind (the streaming gate's released text), read only
+// to judge the boundaries of what follows.
+func scanPII(s string, from int, eof bool, out []Span) ([]Span, int) {
 	hold := len(s)
 	n := len(s)
-	for i := 0; i < n; i++ {
+	for i := from; i < n; i++ {
 		// Most bytes start nothing: skip them in a tight loop.
 		for i < n && byteClass[s[i]] == clsNone {
 			i++
@@ -175,7 +177,7 @@ func scanPII(s string, eof bool, out []Span) ([]Span, int) {
 		for j > 0 && n-j <= maxLocal && isLocalChar(s[j-1]) {
 			j--
 		}
-		if j < n && n-j <= maxLocal && (j == 0 || !isLocalChar(s[j-1])) {
+		if j < n && j >= from && n-j <= maxLocal && (j == 0 || !isLocalChar(s[j-1])) {
 			hold = min(hold, j)
 		}
 	}

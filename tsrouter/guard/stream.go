@@ -29,7 +29,7 @@ import (
 
 // ctxBytes is how much released text the gate keeps as look-behind, so a
 // match's boundaries are judged as they would be on the whole text.
-const ctxBytes = 128
+const ctxBytes = 80
 
 // BlockError ends a stream (or refuses a request) on a Block verdict. It
 // names the provider and category, never the text.
@@ -55,8 +55,10 @@ type Gate struct {
 	monitor bool
 	maxHold int
 
-	look    string // the last ≤ ctxBytes released bytes, as the serve sent them
-	pending strings.Builder
+	// win is the last ≤ ctxBytes released bytes (as the serve sent them:
+	// look-behind) followed by the text not yet released, from base on.
+	win  string
+	base int
 	// answer is the released answer (model-based providers see it);
 	// window is the text checked by the pattern stage but not yet by the
 	// model-based one.
@@ -106,7 +108,7 @@ func (g *Gate) Feed(ctx context.Context, delta string) (string, error) {
 	if g.blocked != nil {
 		return "", g.blocked
 	}
-	g.pending.WriteString(delta)
+	g.win += delta
 	out, err := g.step(false)
 	if err != nil {
 		return "", err
@@ -136,20 +138,17 @@ func (g *Gate) Result() *Result { return g.res }
 // step runs the pattern providers over look + pending and releases the
 // prefix no later text can change.
 func (g *Gate) step(eof bool) (string, error) {
+	buf, base := g.win, g.base
 	if len(g.pats) == 0 {
-		s := g.pending.String()
-		g.pending.Reset()
-		return s, nil
+		g.win, g.base = "", 0
+		return buf[base:], nil
 	}
-	pend := g.pending.String()
-	buf := g.look + pend
-	base := len(g.look)
 	ms := g.buf[:0]
 	hold := len(buf)
 	for k, p := range g.pats {
 		n := len(ms)
 		var h int
-		ms, h = p.matches(buf, eof, ms)
+		ms, h = p.matches(buf, base, eof, ms)
 		hold = min(hold, h)
 		for j := n; j < len(ms); j++ {
 			ms[j].prov = k
@@ -172,7 +171,8 @@ func (g *Gate) step(eof bool) (string, error) {
 			}
 		}
 	}
-	var rel []match
+	// The matches released now, shifted to the released text.
+	rel := ms[:0]
 	for _, m := range ms {
 		if m.End <= p {
 			m.Start, m.End = max(m.Start, base)-base, m.End-base
@@ -193,23 +193,19 @@ func (g *Gate) step(eof bool) (string, error) {
 			return "", g.block(g.patIdx[m.prov], m.category)
 		}
 	}
-	text := buf[base:p]
-	out := text
+	out := buf[base:p]
 	if !g.monitor && len(rel) > 0 {
-		out = render(text, rel)
+		out = render(out, rel)
 	}
-	released := buf[:p]
-	g.look = released[max(0, len(released)-ctxBytes):]
-	g.pending.Reset()
-	g.pending.WriteString(buf[p:])
-	if g.pending.Len() > g.maxHold && !g.monitor {
-		return "", g.block(g.patIdx[0], CategoryPII)
-	}
-	if g.pending.Len() > g.maxHold {
+	start := max(0, p-ctxBytes)
+	g.win, g.base = buf[start:], p-start
+	if len(g.win)-g.base > g.maxHold {
+		if !g.monitor {
+			return "", g.block(g.patIdx[0], CategoryPII)
+		}
 		// Monitor mode never holds an answer back for longer.
-		out += g.pending.String()
-		g.look = ""
-		g.pending.Reset()
+		out += g.win[g.base:]
+		g.win, g.base = "", 0
 	}
 	return out, nil
 }
