@@ -134,6 +134,9 @@ func numKey(v any) string {
 // arguments; completions: text). It returns the chunk to send (nil: send
 // nothing now).
 func (sg *streamGuard) openAIChunk(data []byte) ([]byte, error) {
+	if out, ok, err := sg.fastOpenAIChunk(data); ok || err != nil {
+		return out, err
+	}
 	m, ok := decodeEvent(data)
 	if !ok {
 		return data, nil
@@ -393,4 +396,85 @@ func gatedAnthropicRelay(w io.Writer, f backends.Flusher, s *backends.Stream, mo
 			}
 		}
 	}
+}
+
+// fastOpenAIChunk is openAIChunk for the common chunk — one choice whose
+// delta carries a content string and no tool calls, not the last — done
+// on the bytes: the content value is replaced in place, nothing else is
+// decoded. ok is false for any other chunk (the general path takes it).
+func (sg *streamGuard) fastOpenAIChunk(data []byte) (out []byte, ok bool, _ error) {
+	cs, ce, found := jsonobj.Find(data, "choices")
+	if !found {
+		return nil, false, nil
+	}
+	choices := data[cs:ce]
+	it := jsonobj.ElementIter(choices)
+	choice, more := it.Element()
+	if !more {
+		return nil, false, nil
+	}
+	if _, two := it.Element(); two {
+		return nil, false, nil
+	}
+	var delta, index []byte
+	mi := jsonobj.MemberIter(choice)
+	for {
+		k, v, more := mi.Member()
+		if !more {
+			break
+		}
+		switch string(k) {
+		case "delta":
+			delta = v
+		case "index":
+			index = v
+		case "finish_reason":
+			if string(v) != "null" {
+				return nil, false, nil
+			}
+		case "text":
+			return nil, false, nil
+		}
+	}
+	if delta == nil || string(index) != "0" && index != nil {
+		return nil, false, nil
+	}
+	var content []byte
+	members := 0
+	di := jsonobj.MemberIter(delta)
+	for {
+		k, v, more := di.Member()
+		if !more {
+			break
+		}
+		members++
+		switch string(k) {
+		case "content":
+			content = v
+		case "tool_calls":
+			return nil, false, nil
+		}
+	}
+	if len(content) < 2 || content[0] != '"' {
+		return nil, false, nil
+	}
+	var text string
+	if bytes.IndexByte(content, '\\') < 0 {
+		text = string(content[1 : len(content)-1])
+	} else if json.Unmarshal(content, &text) != nil {
+		return nil, false, nil
+	}
+	released, err := sg.feed("c0", text)
+	if err != nil {
+		return nil, true, err
+	}
+	if released == "" && text != "" && members == 1 {
+		return nil, true, nil // all held back: nothing to send yet
+	}
+	if released == text {
+		return data, true, nil
+	}
+	// content is a subslice of data: its offset is the capacity it lost.
+	start := cap(data) - cap(content)
+	return jsonobj.ReplaceValue(nil, data, start, start+len(content), jsonobj.String(released)), true, nil
 }
