@@ -79,11 +79,11 @@ func TestEngineVerdicts(t *testing.T) {
 
 func TestEngineRefusesBadConfig(t *testing.T) {
 	for name, pc := range map[string]guard.ProviderConfig{
-		"unknown type":         {Name: "a", Type: "magic", Enabled: true},
-		"bad pii action":       {Name: "a", Type: "pii", Enabled: true, Options: map[string]any{"default_action": "shout"}},
-		"unknown pii option":   {Name: "a", Type: "pii", Enabled: true, Options: map[string]any{"colour": "red"}},
-		"bad regex":            {Name: "a", Type: "rules", Enabled: true, Options: map[string]any{"rules": []any{map[string]any{"name": "r", "pattern": "(", "action": "block"}}}},
-		"rule without action":  {Name: "a", Type: "rules", Enabled: true, Options: map[string]any{"rules": []any{map[string]any{"name": "r", "keywords": []any{"x"}}}}},
+		"unknown type":        {Name: "a", Type: "magic", Enabled: true},
+		"bad pii action":      {Name: "a", Type: "pii", Enabled: true, Options: map[string]any{"default_action": "shout"}},
+		"unknown pii option":  {Name: "a", Type: "pii", Enabled: true, Options: map[string]any{"colour": "red"}},
+		"bad regex":           {Name: "a", Type: "rules", Enabled: true, Options: map[string]any{"rules": []any{map[string]any{"name": "r", "pattern": "(", "action": "block"}}}},
+		"rule without action": {Name: "a", Type: "rules", Enabled: true, Options: map[string]any{"rules": []any{map[string]any{"name": "r", "keywords": []any{"x"}}}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := guard.New(guard.Config{Enabled: true, Providers: []guard.ProviderConfig{pc}}, guard.Deps{}); err == nil {
