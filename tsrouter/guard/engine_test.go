@@ -3,6 +3,7 @@ package guard_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/anvil-serving/anvil-router/tsrouter/guard"
@@ -13,11 +14,16 @@ type scripted struct {
 	name string
 	v    guard.Verdict
 	err  error
+	// judge, if set, decides from the content.
+	judge func(c *guard.Content) guard.Verdict
 }
 
 func (s *scripted) Name() string { return s.name }
 func (s *scripted) Type() string { return "scripted" }
-func (s *scripted) Check(context.Context, *guard.Content) (guard.Verdict, error) {
+func (s *scripted) Check(_ context.Context, c *guard.Content) (guard.Verdict, error) {
+	if s.judge != nil {
+		return s.judge(c), nil
+	}
 	return s.v, s.err
 }
 
@@ -88,6 +94,63 @@ func TestEngineRefusesBadConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := guard.New(guard.Config{Enabled: true, Providers: []guard.ProviderConfig{pc}}, guard.Deps{}); err == nil {
 				t.Error("accepted")
+			}
+		})
+	}
+}
+
+// A model-based provider on a stream: with output_check = "window" no
+// window leaves before the provider has seen it; with "end" the answer is
+// checked once, at the end, after it was released.
+func TestGateModelWindows(t *testing.T) {
+	calls := 0
+	script["judge"] = &scripted{name: "judge", judge: func(c *guard.Content) guard.Verdict {
+		calls++
+		if strings.Contains(c.Texts[len(c.Texts)-1].Text, "bomb") {
+			return guard.Verdict{Action: guard.Block, Category: guard.CategoryDangerous, Score: 1}
+		}
+		return guard.Verdict{}
+	}}
+	chunks := []string{"hello there, ", "friend. Here is ", "how to build a ", "bomb: step one"}
+	for _, tc := range []struct {
+		check    string
+		released string // what the caller got before the block
+	}{
+		{"window", "hello there, friend. Here is "},
+		{"end", "hello there, friend. Here is how to build a bomb: step one"},
+	} {
+		t.Run(tc.check, func(t *testing.T) {
+			calls = 0
+			e, err := guard.New(guard.Config{Enabled: true, Mode: guard.ModeEnforce, OutputCheck: tc.check, OutputWindow: 16, MaxHold: 4096,
+				Providers: []guard.ProviderConfig{{Name: "judge", Type: "scripted", Enabled: true, Output: true, OnError: guard.FailOpen, Apply: guard.ApplyAll}}}, guard.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := e.NewGate([]guard.Text{{Role: "user", Text: "hi"}}, "m", nil)
+			var got strings.Builder
+			var blocked error
+			for _, c := range chunks {
+				out, err := g.Feed(t.Context(), c)
+				got.WriteString(out)
+				if err != nil {
+					blocked = err
+					break
+				}
+			}
+			if blocked == nil {
+				out, err := g.Flush(t.Context())
+				got.WriteString(out)
+				blocked = err
+			}
+			var be *guard.BlockError
+			if !errors.As(blocked, &be) || be.Provider != "judge" || be.Category != "dangerous" {
+				t.Fatalf("not blocked: %v", blocked)
+			}
+			if got.String() != tc.released {
+				t.Errorf("released %q, want %q", got.String(), tc.released)
+			}
+			if tc.check == "end" && calls != 1 {
+				t.Errorf("%d checks at the end, want 1", calls)
 			}
 		})
 	}
