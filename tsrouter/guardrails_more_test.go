@@ -215,3 +215,31 @@ func TestGuardrailsInputEveryText(t *testing.T) {
 		})
 	}
 }
+
+// A streamed answer's reasoning is masked like its content.
+func TestGuardrailsStreamReasoning(t *testing.T) {
+	_, url := guardedRouter(t, "openai", guardPII, fakeserve.Options{
+		Reasoning: []string{"the user is ali", "ce@example.com, so"},
+		Deltas:    []string{"Hi ", "there."},
+	}, nil)
+	body := readAll(t, post(t, t.Context(), url+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`, openaiAuth...))
+	if strings.Contains(answerText(body), "alice@") || strings.Contains(body, "example.com") {
+		t.Errorf("reasoning leaked: %s", body)
+	}
+	var reasoning strings.Builder
+	for _, p := range sseEvents(body) {
+		var c struct {
+			Choices []struct {
+				Delta struct {
+					Reasoning string `json:"reasoning"`
+				} `json:"delta"`
+			} `json:"choices"`
+		}
+		if json.Unmarshal([]byte(p), &c) == nil && len(c.Choices) > 0 {
+			reasoning.WriteString(c.Choices[0].Delta.Reasoning)
+		}
+	}
+	if reasoning.String() != "the user is <REDACTED:EMAIL>, so" || strings.Index(body, ", so") > strings.Index(body, "there.") {
+		t.Errorf("reasoning %q\n%s", reasoning.String(), body)
+	}
+}

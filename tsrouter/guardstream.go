@@ -47,10 +47,13 @@ func (h *Handler) streamGuardFor(ctx context.Context, rec *record, q *inference)
 
 func (sg *streamGuard) gate(key string) *guard.Gate {
 	g, ok := sg.gates[key]
-	if !ok {
+	if g == nil {
+		// New, or flushed already (more text of a reasoning block).
 		g = sg.e.NewGate(sg.conv, sg.model, sg.extra)
 		sg.gates[key] = g
-		sg.order = append(sg.order, key)
+		if !ok {
+			sg.order = append(sg.order, key)
+		}
 	}
 	return g
 }
@@ -64,8 +67,8 @@ func (sg *streamGuard) feed(key, s string) (string, error) {
 }
 
 func (sg *streamGuard) flush(key string) (string, error) {
-	g, ok := sg.gates[key]
-	if !ok {
+	g := sg.gates[key]
+	if g == nil {
 		return "", nil
 	}
 	out, err := g.Flush(sg.ctx)
@@ -172,6 +175,19 @@ func (sg *streamGuard) openAIChunk(data []byte) ([]byte, error) {
 			continue
 		}
 		if t, ok := delta["content"].(string); ok {
+			// The answer starts: what reasoning is held goes out first.
+			for _, rk := range [...]string{"reasoning", "reasoning_content"} {
+				if _, more := delta[rk].(string); more || sg.gates["r"+idx+rk] == nil {
+					continue
+				}
+				rest, err := sg.flush("r" + idx + rk)
+				if err != nil {
+					return nil, err
+				}
+				if rest != "" {
+					delta[rk], changed = rest, true
+				}
+			}
 			out, err := sg.feed("c"+idx, t)
 			if err != nil {
 				return nil, err
@@ -180,6 +196,17 @@ func (sg *streamGuard) openAIChunk(data []byte) ([]byte, error) {
 			empty = empty && out == "" && t != "" && len(delta) == 1
 		} else {
 			empty = false
+		}
+		// Reasoning is the model's text too (vLLM "reasoning",
+		// "reasoning_content"): gated on its own.
+		for _, rk := range [...]string{"reasoning", "reasoning_content"} {
+			if t, ok := delta[rk].(string); ok {
+				out, err := sg.feed("r"+idx+rk, t)
+				if err != nil {
+					return nil, err
+				}
+				delta[rk], changed = out, true
+			}
 		}
 		if tcs, ok := delta["tool_calls"].([]any); ok {
 			for _, tc := range tcs {
@@ -204,6 +231,16 @@ func (sg *streamGuard) openAIChunk(data []byte) ([]byte, error) {
 			if s := rest["c"+idx]; s != "" {
 				prev, _ := delta["content"].(string)
 				delta["content"], changed = prev+s, true
+			}
+			for _, rk := range [...]string{"reasoning", "reasoning_content"} {
+				rest, err := sg.flush("r" + idx + rk)
+				if err != nil {
+					return nil, err
+				}
+				if rest != "" {
+					prev, _ := delta[rk].(string)
+					delta[rk], changed = prev+rest, true
+				}
 			}
 			tools, err := sg.flushPrefix("t" + idx + ".")
 			if err != nil {
@@ -247,6 +284,9 @@ func (sg *streamGuard) openAITail() ([]byte, error) {
 			choices = append(choices, map[string]any{"index": json.Number(k[1:]), "text": s})
 		case 'c':
 			choices = append(choices, map[string]any{"index": json.Number(k[1:]), "delta": map[string]any{"content": s}})
+		case 'r':
+			idx := strings.TrimRight(k[1:], "abcdefghijklmnopqrstuvwxyz_")
+			choices = append(choices, map[string]any{"index": json.Number(idx), "delta": map[string]any{k[1+len(idx):]: s}})
 		case 't':
 			c, t, _ := strings.Cut(k[1:], ".")
 			choices = append(choices, map[string]any{"index": json.Number(c), "delta": map[string]any{"tool_calls": []any{
@@ -345,8 +385,11 @@ func gatedAnthropicRelay(w io.Writer, f backends.Flusher, s *backends.Stream, mo
 			key := "a" + numKey(m["index"])
 			delta, _ := m["delta"].(map[string]any)
 			field := "text"
-			if delta["type"] == "input_json_delta" {
+			switch delta["type"] {
+			case "input_json_delta":
 				field = "partial_json"
+			case "thinking_delta":
+				field = "thinking"
 			}
 			t, ok := delta[field].(string)
 			if !ok {
@@ -370,8 +413,11 @@ func gatedAnthropicRelay(w io.Writer, f backends.Flusher, s *backends.Stream, mo
 			}
 			if rest != "" {
 				dt, field := "text_delta", "text"
-				if sg.kinds[key] == "partial_json" {
+				switch sg.kinds[key] {
+				case "partial_json":
 					dt, field = "input_json_delta", "partial_json"
+				case "thinking":
+					dt, field = "thinking_delta", "thinking"
 				}
 				if err = write("content_block_delta", map[string]any{"type": "content_block_delta", "index": m["index"],
 					"delta": map[string]any{"type": dt, field: rest}}); err != nil {
@@ -457,6 +503,11 @@ func (sg *streamGuard) fastOpenAIChunk(data []byte) (out []byte, ok bool, _ erro
 	}
 	if len(content) < 2 || content[0] != '"' {
 		return nil, false, nil
+	}
+	for k, g := range sg.gates {
+		if g != nil && k != "c0" {
+			return nil, false, nil // another text is held: the general path flushes it
+		}
 	}
 	var text string
 	if bytes.IndexByte(content, '\\') < 0 {
