@@ -101,7 +101,10 @@ type APIKey struct {
 	// case-sensitive allow-list. (Clearing and keeping on update is
 	// KeyUpdate's business.)
 	AllowedBackends []string
-	CreatedAt       time.Time
+	// Guardrails names guardrail providers this key's requests get on
+	// top of those that apply to everyone (never fewer).
+	Guardrails []string
+	CreatedAt  time.Time
 	// Source is SourceConfig, SourceFile or SourceRuntime.
 	Source string
 

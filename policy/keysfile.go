@@ -30,6 +30,7 @@ type KeyRecord struct {
 	// absent: never. A time without an offset is refused as ambiguous.
 	ExpiresAt       any      `toml:"expires_at"`
 	AllowedBackends []string `toml:"allowed_backends"`
+	Guardrails      []string `toml:"guardrails"`
 }
 
 // String never shows the key value.
@@ -74,6 +75,7 @@ func (r KeyRecord) APIKey(source string, lookup func(string) (string, bool)) (AP
 		Enabled:         r.Enabled == nil || *r.Enabled,
 		ExpiresAt:       exp,
 		AllowedBackends: r.AllowedBackends,
+		Guardrails:      r.Guardrails,
 		Source:          source,
 	}
 	k.SetSecret(secret)
@@ -237,7 +239,7 @@ func keysFileError(err error) error {
 			line, _ := e.Position()
 			keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), line))
 		}
-		return fmt.Errorf("api keys file: unknown field(s) %s (want key, id, user_id, organization_id, name, description, scopes, rate_limit, enabled, expires_at, allowed_backends under [[keys]])", strings.Join(keys, ", "))
+		return fmt.Errorf("api keys file: unknown field(s) %s (want key, id, user_id, organization_id, name, description, scopes, rate_limit, enabled, expires_at, allowed_backends, guardrails under [[keys]])", strings.Join(keys, ", "))
 	case errors.As(err, &de):
 		line, col := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")

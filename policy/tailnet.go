@@ -47,6 +47,9 @@ type Grant struct {
 	// MaxConcurrency caps the caller's requests in flight at once (0 or
 	// absent: the router's default share).
 	MaxConcurrency int `json:"max_concurrency"`
+	// Guardrails names guardrail providers added for this caller (on top
+	// of those that apply to everyone; a grant never removes one).
+	Guardrails []string `json:"guardrails"`
 }
 
 // TailnetRules are the operator's [tailnet] admission settings.
@@ -81,6 +84,21 @@ type Principal struct {
 	Key *APIKey
 	// tierOf maps an alias to its tier id for Key's allowed_backends.
 	tierOf func(alias string) string
+	// Guardrails are the guardrail providers the caller's grants name
+	// ("guardrails": [...]): added to those that apply to everyone.
+	Guardrails []string
+}
+
+// GuardrailNames are the guardrail providers the caller's grants and key
+// add to the operator's (never remove).
+func (p *Principal) GuardrailNames() []string {
+	if p.Key == nil || len(p.Key.Guardrails) == 0 {
+		return p.Guardrails
+	}
+	if len(p.Guardrails) == 0 {
+		return p.Key.Guardrails
+	}
+	return append(append([]string(nil), p.Guardrails...), p.Key.Guardrails...)
 }
 
 // Unrestricted is the principal of a listener that has no identity: it
@@ -133,6 +151,11 @@ func Authorize(rules TailnetRules, id *Identity) (*Principal, error) {
 			p.RPM = g.RPM
 		}
 		p.MaxConcurrency = max(p.MaxConcurrency, g.MaxConcurrency)
+		for _, name := range g.Guardrails {
+			if !slices.Contains(p.Guardrails, name) {
+				p.Guardrails = append(p.Guardrails, name)
+			}
+		}
 	}
 	return p, nil
 }

@@ -49,6 +49,7 @@ type storedKey struct {
 	Enabled         bool      `json:"enabled"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
 	AllowedBackends []string  `json:"allowed_backends,omitempty"`
+	Guardrails      []string  `json:"guardrails,omitempty"`
 	CreatedAt       time.Time `json:"created_at,omitzero"`
 	SHA256          string    `json:"sha256"`
 	Last4           string    `json:"last4,omitempty"`
@@ -132,6 +133,7 @@ func SaveKeyStore(path string, keys []policy.APIKey) error {
 			Enabled:         k.Enabled,
 			ExpiresAt:       k.ExpiresAt.UTC(),
 			AllowedBackends: k.AllowedBackends,
+			Guardrails:      k.Guardrails,
 			CreatedAt:       k.CreatedAt.UTC(),
 			SHA256:          hex.EncodeToString(k.Digest[:]),
 			Last4:           k.Last4,
@@ -176,6 +178,7 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 		Enabled:         s.Enabled,
 		ExpiresAt:       s.ExpiresAt,
 		AllowedBackends: s.AllowedBackends,
+		Guardrails:      s.Guardrails,
 		CreatedAt:       s.CreatedAt,
 		Source:          policy.SourceRuntime,
 		Last4:           s.Last4,

@@ -25,13 +25,14 @@ type keyView struct {
 	Enabled         bool       `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
+	Guardrails      []string   `json:"guardrails,omitempty"`
 	CreatedAt       *time.Time `json:"created_at,omitempty"`
 	Source          string     `json:"source"`
 }
 
 func viewOf(k policy.APIKey, secret string) keyView {
 	v := keyView{ID: k.ID, Key: k.Masked(), UserID: k.UserID, OrganizationID: k.OrganizationID, Name: k.Name,
-		Description: k.Description, RateLimit: k.RateLimit, MaxConcurrency: k.MaxConcurrency, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Source: k.Source}
+		Description: k.Description, RateLimit: k.RateLimit, MaxConcurrency: k.MaxConcurrency, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Guardrails: k.Guardrails, Source: k.Source}
 	if secret != "" {
 		v.Key = secret
 	}
@@ -155,6 +156,9 @@ type createKeyRequest struct {
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
+	// Guardrails names providers this key's requests get on top of the
+	// operator's.
+	Guardrails []string `json:"guardrails"`
 }
 
 func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
@@ -176,7 +180,7 @@ func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
 	}
 	k := policy.APIKey{ID: req.ID, UserID: req.UserID, OrganizationID: req.OrganizationID, Name: req.Name,
 		Description: req.Description, Scopes: scopes, RateLimit: req.RateLimit, MaxConcurrency: req.MaxConcurrency, Enabled: req.Enabled == nil || *req.Enabled,
-		AllowedBackends: req.AllowedBackends}
+		AllowedBackends: req.AllowedBackends, Guardrails: req.Guardrails}
 	if req.ExpiresAt != nil {
 		k.ExpiresAt = *req.ExpiresAt
 	}

@@ -59,6 +59,8 @@ type record struct {
 	requestBytes             int
 	// kind is the decision record's kind ("" is chat).
 	kind string
+	// guard is the guardrail verdicts and entity counts (nil: none ran).
+	guard *guardNote
 }
 
 // recorder captures the status and size of a response for the audit line.
@@ -147,6 +149,9 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	}
 	if rec.events > 0 {
 		attrs = append(attrs, slog.Int("events", rec.events))
+	}
+	if g := rec.guard.String(); g != "" {
+		attrs = append(attrs, slog.String("guardrails", g))
 	}
 	if rec.detail != "" {
 		attrs = append(attrs, slog.String("detail", rec.detail))

@@ -81,6 +81,9 @@ var (
 	kindExhausted       = declare(http.StatusServiceUnavailable, "service_unavailable") // status: [router].exhaustion_status
 	kindTransitionFail  = declare(http.StatusServiceUnavailable, "transition_failed")
 	kindUpstreamTimeout = declare(http.StatusGatewayTimeout, "upstream_timeout")
+	// A guardrail blocked the request: the same request is blocked again,
+	// so no retry (X-Should-Retry: false, as for every 4xx).
+	kindGuardBlocked = declare(http.StatusBadRequest, "guardrail_blocked")
 )
 
 // apiError is a failure as the caller sees it.
@@ -171,6 +174,20 @@ func errModelForbidden(model string) *apiError {
 func errNoCompletions(model string) *apiError {
 	return newError(kindBadRequest, "model "+strconv.Quote(model)+
 		" is served by an Anthropic-dialect tier, which has no text completions endpoint; use /v1/chat/completions or /v1/messages for it")
+}
+
+// errGuardBlocked refuses a request a guardrail blocked, naming the
+// provider and the category (and a webhook's message), never the text.
+func errGuardBlocked(provider, category, message string) *apiError {
+	return newError(kindGuardBlocked, guardBlockedMessage(provider, category, message))
+}
+
+func guardBlockedMessage(provider, category, message string) string {
+	msg := "blocked by guardrail " + strconv.Quote(provider) + " (category " + strconv.Quote(category) + ")"
+	if message != "" {
+		msg += ": " + message
+	}
+	return msg
 }
 
 // errNoRoute never echoes the path: a caller may have put a secret in it.
@@ -375,5 +392,18 @@ func streamErrorFrame(env envelope) []byte {
 		return []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n")
 	default:
 		return []byte("data: {\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n")
+	}
+}
+
+// guardStreamFrame ends a stream a guardrail blocked mid-answer: the
+// caller dialect's error event, never a clean end.
+func guardStreamFrame(env envelope, provider, category, message string) []byte {
+	msg, _ := json.Marshal(guardBlockedMessage(provider, category, message))
+	inner := `{"type":"` + kindGuardBlocked.Type + `","message":` + string(msg) + `}`
+	switch env {
+	case envAnthropic, envResponses:
+		return []byte("event: error\ndata: {\"type\":\"error\",\"error\":" + inner + "}\n\n")
+	default:
+		return []byte("data: {\"error\":" + inner + "}\n\n")
 	}
 }

@@ -87,6 +87,13 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		set.CloseIdle()
 		h.Close()
 	})
+	if cfg.Guardrails.Enabled {
+		eng, err := h.NewGuardrails(cfg.Guardrails, func(k string) string { return o.env[k] })
+		if err != nil {
+			t.Fatalf("guardrails: %v", err)
+		}
+		h.SetGuardrails(eng)
+	}
 	return h
 }
 

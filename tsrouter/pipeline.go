@@ -13,6 +13,7 @@ import (
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
+	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 )
 
 // The inference pipeline. Chat Completions, Messages, Responses and text
@@ -63,6 +64,8 @@ type inference struct {
 	promptMax int
 	// responsesOpts are the operator's choices for a Responses request.
 	responsesOpts dialect.ResponsesOptions
+	// gate is the streamed answer's output guardrails (nil: none).
+	gate *streamGuard
 }
 
 // infer runs the pipeline for one caller dialect.
@@ -101,6 +104,9 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 		return err
 	}
 	// Input stage: the request is parsed and authorized, nothing sent.
+	if err := h.inputStage(r.Context(), rec, q, a); err != nil {
+		return err
+	}
 	lease, err := h.admit(r, rec, tier, q)
 	if err != nil {
 		return err
@@ -122,7 +128,11 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	}
 	// Output stage (non-streamed): the serve's whole reply, before the
 	// caller sees it.
-	out, prompt, completion, err := a.reply(q, reply.Body)
+	body, err = h.outputReply(r.Context(), rec, q, reply.Body, q.passthrough && a.native == "anthropic")
+	if err != nil {
+		return err
+	}
+	out, prompt, completion, err := a.reply(q, body)
 	if err != nil {
 		return h.upstreamFailed(rec, errUntranslatable)
 	}
@@ -200,12 +210,14 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	w.WriteHeader(http.StatusOK)
 	defer h.closeStream(s, rec)
 	// Output stage (streamed): the relay's run function sees every serve
-	// event before the caller does.
+	// event before the caller does; with guardrails, through q.gate.
+	q.gate = h.streamGuardFor(r.Context(), rec, q)
 	rl := a.relay(q)
 	out := newStallWriter(w, h.writeStall)
 	defer out.done()
 	st, err := rl.run(out, out, s)
 	rec.events = st.Events
+	var blocked *guard.BlockError
 	switch {
 	case err == nil:
 		if rl.done != nil {
@@ -219,6 +231,13 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	case errors.Is(err, backends.ErrClientGone):
 		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected; upstream cancelled"
+	case errors.As(err, &blocked):
+		// Never a clean end: the dialect's error event, the upstream
+		// cancelled by closeStream.
+		out.Write(guardStreamFrame(a.env, blocked.Provider, blocked.Category, blocked.Message))
+		out.Flush()
+		rec.decide("guardrail_blocked", "blocked")
+		rec.detail = "output blocked mid-stream by guardrail " + blocked.Provider + " (category " + blocked.Category + "); upstream cancelled"
 	default:
 		out.Write(rl.errorEvent())
 		out.Flush()
@@ -428,13 +447,23 @@ type eventTranslator interface {
 
 // translatedRelay relays the serve's OpenAI chunks through tr, one
 // caller event (or several) per serve event.
-func translatedRelay(tr eventTranslator) relay {
+func translatedRelay(tr eventTranslator, q *inference) relay {
 	run := func(w io.Writer, f backends.Flusher, s *backends.Stream) (st backends.RelayStats, _ error) {
 		if _, err := w.Write(tr.Start()); err != nil {
 			return st, backends.ErrClientGone
 		}
 		for {
 			_, data, err := s.Next()
+			if err == io.EOF && q.gate != nil {
+				tail, gerr := q.gate.openAITail()
+				if gerr != nil {
+					return st, gerr
+				}
+				if tail != nil {
+					out, _ := tr.Chunk(tail)
+					w.Write(out)
+				}
+			}
 			if err == io.EOF {
 				w.Write(tr.Finish())
 				f.Flush()
@@ -442,6 +471,14 @@ func translatedRelay(tr eventTranslator) relay {
 			}
 			if err != nil {
 				return st, err
+			}
+			if q.gate != nil {
+				if data, err = q.gate.openAIChunk(data); err != nil {
+					return st, err
+				}
+				if data == nil {
+					continue
+				}
 			}
 			out, err := tr.Chunk(data)
 			st.Events++

@@ -149,6 +149,7 @@ func routes() []*route {
 		admin("/admin/api-keys/{id}", map[string]serveFunc{
 			http.MethodGet: (*Handler).getKey, http.MethodPut: (*Handler).updateKey, http.MethodDelete: (*Handler).deleteKey}),
 		admin("/admin/api-keys/{id}/{action}", post((*Handler).keyAction)),
+		admin("/admin/guardrails", get((*Handler).serveGuardrails)),
 	}
 }
 

@@ -13,11 +13,13 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
+	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
@@ -81,6 +83,8 @@ type Options struct {
 	// the tool with an X-Anvil-Warning ([router].hosted_tools = "refuse";
 	// default "drop").
 	RefuseHostedTools bool
+	// Guardrails is the [guardrails] engine (nil: off).
+	Guardrails *guard.Engine
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -123,6 +127,9 @@ type Handler struct {
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
+	// guard is the guardrails engine (nil or disabled: none); swapped
+	// whole on reload.
+	guard atomic.Pointer[guard.Engine]
 }
 
 // New returns the handler.
@@ -162,6 +169,7 @@ func New(opts Options) *Handler {
 	if opts.RefuseHostedTools {
 		h.responsesOpts.Hosted = dialect.HostedRefuse
 	}
+	h.guard.Store(opts.Guardrails)
 	switch ra := opts.ExhaustionRetryAfter; {
 	case ra == 0:
 		h.exhaustionRetryAfter = itoa(int(DefaultExhaustionRetryAfter / time.Second))

@@ -116,26 +116,31 @@ func cmdServe(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
-	if keys := h.Keys(); keys != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	keys := h.Keys()
+	if keys != nil {
 		go keys.Watch(ctx, 2*time.Second)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
-				// SIGHUP also re-reads the config's [api_keys] section.
-				next, err := config.Load(path)
-				if err != nil {
-					log.Error("SIGHUP: config not re-read; keys stay as they are", "err", err)
-					continue
-				}
+	}
+	go func() {
+		for range hup {
+			// SIGHUP re-reads the config's [guardrails] and [api_keys]
+			// sections; a bad one keeps the previous one in force.
+			next, err := config.Load(path)
+			if err != nil {
+				log.Error("SIGHUP: config not re-read; keys and guardrails stay as they are", "err", err)
+				continue
+			}
+			reloadGuardrails(h, next, log)
+			if keys != nil {
 				if err := keys.UpdateConfig(next.APIKeys); err != nil {
 					log.Error("SIGHUP: api keys not reloaded; the previous keys stay in force", "err", err)
 					continue
 				}
 				log.Info("api keys reloaded", "why", "SIGHUP", "keys", keys.Set().Len())
 			}
-		}()
-	}
+		}
+	}()
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -203,6 +208,14 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		ExhaustionRetryAfter: cfg.Router.ExhaustionRetryAfter,
 		RefuseHostedTools:    cfg.Router.RefuseHostedTools,
 	})
+	if cfg.Guardrails.Enabled {
+		eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
+		if err != nil {
+			h.Close()
+			return nil, nil, err
+		}
+		h.SetGuardrails(eng)
+	}
 	return h, set, nil
 }
 
@@ -297,4 +310,22 @@ func tailnetStateDir(cfg *config.Config) (string, error) {
 		return cfg.Tailnet.StateDir, nil
 	}
 	return state.DefaultTailnetDir()
+}
+
+// reloadGuardrails swaps in the engine of a re-read [guardrails]; one that
+// does not build (a bad option, an unknown provider type) keeps the
+// running engine.
+func reloadGuardrails(h *tsrouter.Handler, cfg *config.Config, log *slog.Logger) {
+	if !cfg.Guardrails.Enabled {
+		h.SetGuardrails(nil)
+		log.Info("guardrails off", "why", "SIGHUP")
+		return
+	}
+	eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
+	if err != nil {
+		log.Error("SIGHUP: guardrails not reloaded; the previous ones stay in force", "err", err)
+		return
+	}
+	h.SetGuardrails(eng)
+	log.Info("guardrails reloaded", "why", "SIGHUP", "providers", len(cfg.Guardrails.Providers), "mode", cfg.Guardrails.Mode)
 }

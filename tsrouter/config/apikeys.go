@@ -29,7 +29,7 @@ var (
 	apiKeysTableKeys = []string{"mode", "api_keys", "api_keys_file", "store_path"}
 	keyRecordKeys    = []string{
 		"key", "id", "user_id", "organization_id", "name", "description",
-		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
+		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends", "guardrails",
 	}
 	adminTableKeys = []string{"auth_env", "auth"}
 )
@@ -69,6 +69,7 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	r.Description, _ = t.str("description")
 	r.Scopes = t.stringArray("scopes")
 	r.AllowedBackends = t.stringArray("allowed_backends")
+	r.Guardrails = t.strings("guardrails")
 	if n, ok := t.integer("rate_limit"); ok {
 		r.RateLimit = int(n)
 	}

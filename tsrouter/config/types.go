@@ -23,6 +23,9 @@ type Config struct {
 	Admin   Admin
 	// ACP holds [acp]: the `anvil-router acp` coding agent (acp.go).
 	ACP ACP
+	// Guardrails holds [guardrails]: checks on the text of requests and
+	// answers (guardrails.go, tsrouter/guard).
+	Guardrails Guardrails
 }
 
 // Server is the [server] table. Unknown keys are rejected.
