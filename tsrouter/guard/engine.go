@@ -28,10 +28,15 @@ type Constructor func(ProviderConfig, Deps) (Provider, error)
 var constructors = map[string]Constructor{
 	"pii":   newPII,
 	"rules": newRules,
+	"guard_model": func(pc ProviderConfig, d Deps) (Provider, error) {
+		return NewGuardModel(pc.Name, pc.Options, d.Chat, d.Now)
+	},
+	"webhook": func(pc ProviderConfig, d Deps) (Provider, error) {
+		return NewWebhook(pc.Name, pc.Options, d.Getenv)
+	},
 }
 
-// Register adds a provider type; guard_model and webhook register from
-// their own files' init.
+// Register adds a provider type (tests add scripted ones).
 func Register(typ string, c Constructor) { constructors[typ] = c }
 
 // entry is one configured, enabled provider.

@@ -28,15 +28,11 @@ type patternProvider interface {
 	matches(s string, from int, eof bool, out []match) ([]match, int)
 }
 
-// spanAnalyzer is an external analyzer (Presidio's POST /analyze); the
-// guard-models branch provides it through newExternalAnalyzer.
+// spanAnalyzer is an external analyzer (Presidio's POST /analyze, see
+// presidio.go) whose spans are merged with the built-in scanners'.
 type spanAnalyzer interface {
 	Analyze(ctx context.Context, text string) ([]Span, error)
 }
-
-// newExternalAnalyzer builds the pii provider's external analyzer from its
-// options.external table; set by presidio.go's init. nil: unavailable.
-var newExternalAnalyzer func(opts map[string]any) (spanAnalyzer, error)
 
 // pii is the "pii" provider: the built-in scanners, per-entity actions and
 // an optional external analyzer whose spans are merged in.
@@ -95,10 +91,7 @@ func newPII(pc ProviderConfig, _ Deps) (Provider, error) {
 			if !ok {
 				return nil, errors.New("options.external: must be a table")
 			}
-			if newExternalAnalyzer == nil {
-				return nil, errors.New("options.external: no external analyzer is built into this router")
-			}
-			a, err := newExternalAnalyzer(ext)
+			a, err := NewPresidio(ext)
 			if err != nil {
 				return nil, fmt.Errorf("options.external: %w", err)
 			}
