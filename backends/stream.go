@@ -60,6 +60,15 @@ func (s *Stream) Usage() (prompt, completion int) {
 	return ParseUsage(s.usage)
 }
 
+// UsageDetails returns the cached prompt tokens and reasoning tokens of
+// the serve's last usage report (zeros when it sent none).
+func (s *Stream) UsageDetails() (cached, reasoning int) {
+	if s.anthropic {
+		return s.aUsage.cacheRead, 0
+	}
+	return ParseUsageDetails(s.usage)
+}
+
 // Waited is how long the relay waited on the serve after the first event:
 // with the time to that event, the serve's share of a stream.
 func (s *Stream) Waited() time.Duration { return s.waited }

@@ -92,7 +92,12 @@ type APIKey struct {
 	// MaxConcurrency caps the key's requests in flight at once; 0 means
 	// the router's default share.
 	MaxConcurrency int
-	Enabled        bool
+	// TokensPerDay and RequestsPerDay are the key's day budget (UTC days;
+	// 0: none). Budget names a bucket shared with every key and grant
+	// that names it; empty: the key's own.
+	TokensPerDay, RequestsPerDay int64
+	Budget                       string
+	Enabled                      bool
 	// ExpiresAt is when the key stops working; zero means never.
 	ExpiresAt time.Time
 	// AllowedBackends names the backend ids (chat tiers, purpose models,

@@ -57,6 +57,13 @@ type record struct {
 	requestBytes             int
 	// kind is the decision record's kind ("" is chat).
 	kind string
+	// Usage accounting: the serve's cached and reasoning tokens, whether
+	// the token counts are the serve's (else the router's estimate),
+	// whether the answer was streamed, and the day budgets the request
+	// passed and spends from.
+	cachedTokens, reasoningTokens int
+	usageReported, streamed       bool
+	budgets                       []string
 }
 
 // recorder captures the status and size of a response for the audit line.

@@ -128,7 +128,9 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	}
 	if prompt+completion > 0 {
 		rec.promptTokens, rec.compTokens = prompt, completion
+		rec.usageReported = true
 	}
+	rec.noteUsage(backends.ReplyUsageObject(reply.Body))
 	rec.decide(served, "served")
 	setOverhead(w.Header(), rec)
 	h.writeReply(w, out)
@@ -192,6 +194,7 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 		return h.upstreamFailed(rec, err)
 	}
 	rec.ttft = time.Since(rec.start)
+	rec.streamed = true
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -251,6 +254,8 @@ func (h *Handler) closeStream(s *backends.Stream, rec *record) {
 	rec.upstreamAll = rec.upstream + s.Waited()
 	if p, c := s.Usage(); p+c > 0 {
 		rec.promptTokens, rec.compTokens = p, c
+		rec.cachedTokens, rec.reasoningTokens = s.UsageDetails()
+		rec.usageReported = true
 	}
 	s.Close()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	"github.com/anvil-serving/anvil-router/tsrouter/usage"
 )
 
 // Defaults of the process-level limits, as the Python router had them.
@@ -76,6 +77,8 @@ type Options struct {
 	// the tool with an X-Anvil-Warning ([router].hosted_tools = "refuse";
 	// default "drop").
 	RefuseHostedTools bool
+	// Usage configures usage accounting and budgets ([admin.stats]).
+	Usage UsageOptions
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -118,6 +121,9 @@ type Handler struct {
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
+	// usage counts requests by identity (nil: accounting is off).
+	usage           *usage.Store
+	noTokenTracking bool
 }
 
 // New returns the handler.
@@ -179,6 +185,13 @@ func New(opts Options) *Handler {
 	}
 	h.mgmt = make(chan struct{}, managementSlots)
 	h.adminSlots = make(chan struct{}, adminSlots)
+	if !opts.Usage.Disabled {
+		h.usage = opts.Usage.Store
+		if h.usage == nil {
+			h.usage = NewUsageStore(opts.Backends, 0, nil)
+		}
+		h.noTokenTracking = opts.Usage.NoTokenTracking
+	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
@@ -284,6 +297,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, errMethod(rt.allow()))
 		return
 	}
+	metered := rt.metered && h.usageOn()
+	if metered {
+		defer h.recordUsage(w, rec)
+	}
 	if rt.body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		body, err := rt.body(h, w, r)
 		if err != nil {
@@ -294,6 +311,12 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 			return
 		}
 		w.body = body
+	}
+	if metered {
+		if err := h.checkBudget(rec); err != nil {
+			h.fail(w, rt.env, err)
+			return
+		}
 	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {

@@ -1,0 +1,476 @@
+package tsrouter
+
+import (
+	"bytes"
+	"encoding/csv"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/backends/jsonobj"
+	"github.com/anvil-serving/anvil-router/policy"
+	"github.com/anvil-serving/anvil-router/tsrouter/usage"
+)
+
+// Usage accounting: every metered request (the inference routes) is
+// recorded once, when dispatch is done with it, into the usage store by
+// the caller's identity; day budgets are checked before the request takes
+// a slot. The views are /admin/stats, /admin/stats/usage, POST
+// /admin/stats/reset and every caller's own /v1/usage.
+
+// usageAliases are the model groups the store keeps: the routed aliases
+// and the purpose and audio routes (recorded under their kind).
+func usageAliases(set *backends.Set) (aliases []string, tiers map[string]string) {
+	tiers = map[string]string{}
+	for _, r := range set.Routes() {
+		aliases = append(aliases, r.Alias)
+		if t, ok := set.Lookup(r.Alias); ok {
+			tiers[r.Alias] = t.ID
+		}
+	}
+	return append(aliases, "embedding", "rerank", "stt", "tts"), tiers
+}
+
+// UsageOptions configure usage accounting ([admin.stats]).
+type UsageOptions struct {
+	// Store is where requests are counted; nil creates one with the
+	// default retention window.
+	Store *usage.Store
+	// Disabled turns accounting off: nothing is counted, the views are
+	// 404 and budgets are not enforced.
+	Disabled bool
+	// NoTokenTracking counts requests but not tokens.
+	NoTokenTracking bool
+}
+
+// NewUsageStore is a store for set's aliases.
+func NewUsageStore(set *backends.Set, retention time.Duration, now func() time.Time) *usage.Store {
+	aliases, tiers := usageAliases(set)
+	return usage.New(usage.Options{Retention: retention, Aliases: aliases, Tiers: tiers, Now: now})
+}
+
+// Usage is the usage store (nil when accounting is off).
+func (h *Handler) Usage() *usage.Store { return h.usage }
+
+func (h *Handler) usageOn() bool { return h.usage != nil }
+
+// budgetRef is one day budget a request is checked against and spends from.
+type budgetRef struct {
+	name string
+	usage.Limits
+}
+
+// budgetsOf are the principal's budgets: its grants' (its own, or the
+// shared bucket they name) and its key's.
+func budgetsOf(p *policy.Principal) []budgetRef {
+	var out []budgetRef
+	if p == nil {
+		return nil
+	}
+	if l := (usage.Limits{TokensPerDay: p.TokensPerDay, RequestsPerDay: p.RequestsPerDay}); l.Any() && p.Identity != nil {
+		name := p.Budget
+		if name == "" {
+			k, id := identityOf(p)
+			name = k.String() + ":" + id
+		}
+		out = append(out, budgetRef{name, l})
+	}
+	if k := p.Key; k != nil {
+		if l := (usage.Limits{TokensPerDay: k.TokensPerDay, RequestsPerDay: k.RequestsPerDay}); l.Any() {
+			name := k.Budget
+			if name == "" {
+				name = "key:" + k.ID
+			}
+			out = append(out, budgetRef{name, l})
+		}
+	}
+	return out
+}
+
+// identityOf is the caller's own identity, the one /v1/usage shows: the
+// API key when the request carried one, else the tailnet user (a tagged
+// node: the node), else anonymous.
+func identityOf(p *policy.Principal) (usage.Kind, string) {
+	switch {
+	case p == nil:
+	case p.Key != nil:
+		return usage.KindKey, p.Key.ID
+	case p.Identity != nil && p.Identity.Tagged():
+		return usage.KindNode, p.Identity.Node
+	case p.Identity != nil && p.Identity.User != "":
+		return usage.KindUser, p.Identity.User
+	}
+	return usage.KindAnonymous, usage.Anonymous
+}
+
+// checkBudget refuses a request whose caller is past a day budget; the
+// budgets it passed are the ones the request spends from.
+func (h *Handler) checkBudget(rec *record) error {
+	for _, b := range budgetsOf(rec.principal) {
+		if over, resets := h.usage.Exceeded(b.name, b.Limits); over {
+			secs := int((resets.Sub(h.usage.Now()) + time.Second - 1) / time.Second)
+			return errBudgetExceeded(b.name, max(secs, 1)).withDetail("day budget " + b.name + " exceeded")
+		}
+		rec.budgets = append(rec.budgets, b.name)
+	}
+	return nil
+}
+
+// recordUsage counts one finished metered request.
+func (h *Handler) recordUsage(w *recorder, rec *record) {
+	id := usage.Identity{Budgets: rec.budgets}
+	if p := rec.principal; p != nil {
+		if p.Identity != nil {
+			id.Node = p.Identity.Node
+			id.Tags = p.Identity.Tags
+			if !p.Identity.Tagged() && p.Identity.User != policy.TaggedDevices {
+				id.User = p.Identity.User
+			}
+		}
+		if p.Key != nil {
+			id.Key = p.Key.ID
+		}
+	}
+	smp := usage.Sample{
+		Time:     rec.start,
+		Alias:    rec.alias,
+		Error:    w.status >= 400 || rec.outcome == "error",
+		Streamed: rec.streamed,
+		Latency:  time.Since(rec.start),
+		TTFT:     rec.ttft,
+	}
+	if !h.noTokenTracking {
+		smp.InputTokens, smp.OutputTokens = int64(rec.promptTokens), int64(rec.compTokens)
+		smp.CachedTokens, smp.ReasoningTokens = int64(rec.cachedTokens), int64(rec.reasoningTokens)
+		if !rec.usageReported {
+			if smp.OutputTokens == 0 && w.status < 400 && rec.reason != "" {
+				// The router's estimate: a streamed event is about a token;
+				// a whole reply about four bytes a token.
+				if rec.streamed {
+					smp.OutputTokens = int64(rec.events)
+				} else {
+					smp.OutputTokens = w.bytes / 4
+				}
+			}
+			smp.Estimated = smp.InputTokens+smp.OutputTokens > 0
+		}
+	}
+	h.usage.Record(h.usage.Handle(&id), &smp)
+}
+
+// noteUsage takes the serve's reported usage object (OpenAI or Anthropic
+// shape) as the request's token counts.
+func (rec *record) noteUsage(u []byte) {
+	if len(u) == 0 {
+		return
+	}
+	p, c := backends.ParseUsage(u)
+	if p+c == 0 {
+		p, c = intOf(u, "input_tokens"), intOf(u, "output_tokens")
+		if p+c > 0 {
+			p += intOf(u, "cache_read_input_tokens") + intOf(u, "cache_creation_input_tokens")
+		}
+	}
+	if p+c == 0 {
+		return
+	}
+	rec.promptTokens, rec.compTokens = p, c
+	rec.cachedTokens, rec.reasoningTokens = backends.ParseUsageDetails(u)
+	rec.usageReported = true
+}
+
+func intOf(obj []byte, key string) int {
+	s, e, ok := jsonobj.Find(obj, key)
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(obj[s:e]))
+	return n
+}
+
+// countersJSON is the contract's "Counters" object.
+type countersJSON struct {
+	Requests          int64   `json:"requests"`
+	Errors            int64   `json:"errors"`
+	InputTokens       int64   `json:"input_tokens"`
+	OutputTokens      int64   `json:"output_tokens"`
+	CachedTokens      int64   `json:"cached_tokens"`
+	ReasoningTokens   int64   `json:"reasoning_tokens"`
+	EstimatedRequests int64   `json:"estimated_requests"`
+	LatencyMSSum      float64 `json:"latency_ms_sum"`
+	TTFTMSSum         float64 `json:"ttft_ms_sum"`
+	Streamed          int64   `json:"streamed"`
+}
+
+func countersOf(c usage.Counters) countersJSON {
+	return countersJSON{c.Requests, c.Errors, c.InputTokens, c.OutputTokens, c.CachedTokens, c.ReasoningTokens,
+		c.EstimatedRequests, float64(c.LatencyUS) / 1000, float64(c.TTFTUS) / 1000, c.Streamed}
+}
+
+type budgetJSON struct {
+	Name           string `json:"name"`
+	Window         string `json:"window"`
+	ResetsAt       string `json:"resets_at"`
+	TokensPerDay   int64  `json:"tokens_per_day"`
+	TokensUsed     int64  `json:"tokens_used"`
+	TokensLeft     int64  `json:"tokens_left"`
+	RequestsPerDay int64  `json:"requests_per_day"`
+	RequestsUsed   int64  `json:"requests_used"`
+	RequestsLeft   int64  `json:"requests_left"`
+}
+
+func (h *Handler) budgetView(v usage.BudgetView) budgetJSON {
+	left := func(limit, used int64) int64 {
+		if limit <= 0 {
+			return 0
+		}
+		return max(limit-used, 0)
+	}
+	return budgetJSON{Name: v.Name, Window: "day", ResetsAt: rfc3339(usage.StartOfDay(h.usage.Now()).Add(24 * time.Hour)),
+		TokensPerDay: v.TokensPerDay, TokensUsed: v.Tokens, TokensLeft: left(v.TokensPerDay, v.Tokens),
+		RequestsPerDay: v.RequestsPerDay, RequestsUsed: v.Requests, RequestsLeft: left(v.RequestsPerDay, v.Requests)}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func durationString(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	return strings.TrimSuffix(s, "0m")
+}
+
+// serveAdminStats serves GET /admin/stats.
+func (h *Handler) serveAdminStats(w *recorder, r *http.Request, rec *record) error {
+	st := h.usage
+	now := st.Now()
+	from := now.Add(-st.Retention())
+	type modelJSON struct {
+		Model string `json:"model"`
+		Tier  string `json:"tier"`
+		countersJSON
+	}
+	type identityJSON struct {
+		Kind string `json:"kind"`
+		ID   string `json:"id"`
+		countersJSON
+	}
+	out := struct {
+		Uptime     float64        `json:"uptime_seconds"`
+		Since      string         `json:"since"`
+		Retention  string         `json:"retention_window"`
+		Totals     countersJSON   `json:"totals"`
+		ByModel    []modelJSON    `json:"by_model"`
+		ByIdentity []identityJSON `json:"by_identity"`
+		Budgets    []budgetJSON   `json:"budgets"`
+	}{Uptime: time.Since(h.started).Seconds(), Retention: durationString(st.Retention()),
+		Totals: countersOf(st.Total(from)), ByModel: []modelJSON{}, ByIdentity: []identityJSON{}, Budgets: []budgetJSON{}}
+	since := st.Since()
+	if since.IsZero() || since.Before(from) {
+		since = from
+	}
+	out.Since = rfc3339(since)
+	for _, m := range st.Groups(usage.KindModel) {
+		c, _ := st.Sum(usage.KindModel, m, from)
+		out.ByModel = append(out.ByModel, modelJSON{m, st.Tier(m), countersOf(c)})
+	}
+	for _, k := range []usage.Kind{usage.KindUser, usage.KindNode, usage.KindTag, usage.KindKey, usage.KindAnonymous} {
+		for _, g := range st.Groups(k) {
+			c, _ := st.Sum(k, g, from)
+			out.ByIdentity = append(out.ByIdentity, identityJSON{k.String(), g, countersOf(c)})
+		}
+	}
+	for _, b := range st.Budgets() {
+		out.Budgets = append(out.Budgets, h.budgetView(b))
+	}
+	writeJSON(w, http.StatusOK, mustJSON(out))
+	return nil
+}
+
+// parseTime reads a query time: RFC 3339 or unix seconds.
+func parseTime(s string) (time.Time, bool) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, true
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil && n >= 0 {
+		return time.Unix(n, 0), true
+	}
+	return time.Time{}, false
+}
+
+var bucketWidths = map[string]time.Duration{"1m": usage.Minute, "1h": usage.Hour, "1d": usage.Day}
+
+func widthName(w time.Duration) string {
+	for n, d := range bucketWidths {
+		if d == w {
+			return n
+		}
+	}
+	return ""
+}
+
+// serveStatsUsage serves GET /admin/stats/usage: time series by group.
+func (h *Handler) serveStatsUsage(w *recorder, r *http.Request, rec *record) error {
+	st := h.usage
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "group_by", "from", "to", "bucket", "id", "format":
+		default:
+			return errBadQuery("unknown query parameter " + strconv.Quote(k))
+		}
+	}
+	groupBy := q.Get("group_by")
+	if groupBy == "" {
+		groupBy = "model"
+	}
+	kind, ok := usage.ParseKind(groupBy)
+	if !ok {
+		return errBadQuery("group_by must be user, node, tag, key, anonymous or model")
+	}
+	now := st.Now()
+	to, from := now, now.Add(-st.Retention())
+	if s := q.Get("to"); s != "" {
+		if to, ok = parseTime(s); !ok {
+			return errBadQuery("to must be RFC 3339 or unix seconds")
+		}
+	}
+	if s := q.Get("from"); s != "" {
+		if from, ok = parseTime(s); !ok {
+			return errBadQuery("from must be RFC 3339 or unix seconds")
+		}
+	}
+	if !from.Before(to) {
+		return errBadQuery("from must be before to")
+	}
+	width := usage.DefaultWidth(to.Sub(from))
+	if s := q.Get("bucket"); s != "" {
+		if width, ok = bucketWidths[s]; !ok {
+			return errBadQuery("bucket must be 1m, 1h or 1d")
+		}
+	}
+	csvOut := q.Get("format") == "csv" || strings.Contains(r.Header.Get("Accept"), "text/csv")
+	if f := q.Get("format"); f != "" && f != "csv" && f != "json" {
+		return errBadQuery("format must be json or csv")
+	}
+	groups := st.Groups(kind)
+	if id := q.Get("id"); id != "" {
+		groups = []string{id}
+	}
+	type pointJSON struct {
+		T string `json:"t"`
+		countersJSON
+	}
+	type seriesJSON struct {
+		Group  string      `json:"group"`
+		Points []pointJSON `json:"points"`
+	}
+	series := []seriesJSON{}
+	for _, g := range groups {
+		pts, ok := st.Series(kind, g, from, to, width)
+		if !ok {
+			continue
+		}
+		s := seriesJSON{Group: g, Points: make([]pointJSON, len(pts))}
+		for i, p := range pts {
+			s.Points[i] = pointJSON{rfc3339(p.T), countersOf(p.Counters)}
+		}
+		series = append(series, s)
+	}
+	if csvOut {
+		var buf bytes.Buffer
+		cw := csv.NewWriter(&buf)
+		cw.Write([]string{"group", "t", "requests", "errors", "input_tokens", "output_tokens", "cached_tokens",
+			"reasoning_tokens", "estimated_requests", "latency_ms_sum", "ttft_ms_sum"})
+		i := func(n int64) string { return strconv.FormatInt(n, 10) }
+		f := func(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
+		for _, s := range series {
+			for _, p := range s.Points {
+				c := p.countersJSON
+				cw.Write([]string{s.Group, p.T, i(c.Requests), i(c.Errors), i(c.InputTokens), i(c.OutputTokens),
+					i(c.CachedTokens), i(c.ReasoningTokens), i(c.EstimatedRequests), f(c.LatencyMSSum), f(c.TTFTMSSum)})
+			}
+		}
+		cw.Flush()
+		writeBody(w, http.StatusOK, "text/csv; charset=utf-8", buf.Bytes())
+		return nil
+	}
+	writeJSON(w, http.StatusOK, mustJSON(struct {
+		GroupBy string       `json:"group_by"`
+		Bucket  string       `json:"bucket"`
+		From    string       `json:"from"`
+		To      string       `json:"to"`
+		Series  []seriesJSON `json:"series"`
+	}{kind.String(), widthName(width), rfc3339(from), rfc3339(to), series}))
+	return nil
+}
+
+// resetStats serves POST /admin/stats/reset; the audit line names who.
+func (h *Handler) resetStats(w *recorder, r *http.Request, rec *record) error {
+	h.usage.Reset()
+	rec.detail = "usage statistics reset"
+	writeJSON(w, http.StatusOK, mustJSON(map[string]any{"reset": true, "at": rfc3339(h.usage.Now())}))
+	return nil
+}
+
+// serveMyUsage serves GET /v1/usage: the caller's own usage, never
+// anyone else's (the identity comes from the request's credentials, not
+// from the query).
+func (h *Handler) serveMyUsage(w *recorder, r *http.Request, rec *record) error {
+	st := h.usage
+	now := st.Now()
+	kind, id := identityOf(rec.principal)
+	type identityJSON struct {
+		Kind  string   `json:"kind"`
+		ID    string   `json:"id"`
+		User  string   `json:"user,omitempty"`
+		Node  string   `json:"node,omitempty"`
+		Tags  []string `json:"tags,omitempty"`
+		KeyID string   `json:"key_id,omitempty"`
+	}
+	ij := identityJSON{Kind: kind.String(), ID: id}
+	if p := rec.principal; p != nil {
+		if p.Identity != nil {
+			ij.Node, ij.Tags = p.Identity.Node, p.Identity.Tags
+			if !p.Identity.Tagged() {
+				ij.User = p.Identity.User
+			}
+		}
+		if p.Key != nil {
+			ij.KeyID = p.Key.ID
+			if ij.User == "" {
+				ij.User = p.Key.UserID
+			}
+		}
+	}
+	today, _ := st.Sum(kind, id, usage.StartOfDay(now))
+	window, _ := st.Sum(kind, id, now.Add(-st.Retention()))
+	type pointJSON struct {
+		T string `json:"t"`
+		countersJSON
+	}
+	points := []pointJSON{}
+	pts, _ := st.Series(kind, id, now.Add(-st.Retention()), now, usage.Hour)
+	for _, p := range pts {
+		points = append(points, pointJSON{rfc3339(p.T), countersOf(p.Counters)})
+	}
+	var budget *budgetJSON
+	if bs := budgetsOf(rec.principal); len(bs) > 0 {
+		u := st.Budget(bs[0].name)
+		b := h.budgetView(usage.BudgetView{Name: bs[0].name, Limits: bs[0].Limits, BudgetUse: u})
+		budget = &b
+	}
+	writeJSON(w, http.StatusOK, mustJSON(struct {
+		Identity  identityJSON `json:"identity"`
+		Today     countersJSON `json:"today"`
+		Window    countersJSON `json:"window"`
+		Retention string       `json:"retention_window"`
+		Series    []pointJSON  `json:"series"`
+		Budget    *budgetJSON  `json:"budget"`
+	}{ij, countersOf(today), countersOf(window), durationString(st.Retention()), points, budget}))
+	return nil
+}
