@@ -21,6 +21,7 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	usagestore "github.com/anvil-serving/anvil-router/tsrouter/usage"
 )
 
 // commonFlags are shared by every command that reads a config and logs.
@@ -113,6 +114,10 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	defer set.CloseIdle()
 	defer h.Close()
+	if stopStats := keepStats(cfg, h.Usage(), log); stopStats != nil {
+		// After the drain: the final snapshot counts the last requests.
+		defer stopStats()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
@@ -193,7 +198,10 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		}
 		adminToken = policy.NewToken(secret)
 	}
+	st := cfg.Admin.Stats
 	h := tsrouter.New(tsrouter.Options{
+		Usage: tsrouter.UsageOptions{Disabled: !st.Enabled, NoTokenTracking: !st.TokenTracking,
+			Store: tsrouter.NewUsageStore(set, st.RetentionWindow, nil)},
 		Keys:           keys,
 		AdminToken:     adminToken,
 		Recorder:       decisions,
@@ -280,6 +288,9 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 	if p := cfg.Server.AdmissionStatePath; p != "" {
 		paths = append(paths, p)
 	}
+	if p, err := statsPath(cfg); err == nil && p != "" {
+		paths = append(paths, p)
+	}
 	for _, p := range paths {
 		n, err := state.RemoveStaleTemps(p)
 		if err != nil {
@@ -289,6 +300,47 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 			log.Info("removed stale temporary files left by an interrupted write", "file", filepath.Base(p), "count", n)
 		}
 	}
+}
+
+// statsPath is the usage snapshot ([admin.stats.persistence].path, by
+// default anvil-usage.snapshot next to the API key store in the state
+// directory); "" when persistence is off.
+func statsPath(cfg *config.Config) (string, error) {
+	st := cfg.Admin.Stats
+	if !st.Enabled || !st.Persistence.Enabled {
+		return "", nil
+	}
+	if st.Persistence.Path != "" {
+		return st.Persistence.Path, nil
+	}
+	dir, err := tailnetStateDir(cfg)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "anvil-usage.snapshot"), nil
+}
+
+// keepStats restores the usage snapshot and keeps writing it; the stop
+// function writes the final one. nil when there is nothing to keep.
+func keepStats(cfg *config.Config, store *usagestore.Store, log *slog.Logger) (stop func()) {
+	if store == nil {
+		return nil
+	}
+	path, err := statsPath(cfg)
+	if err != nil {
+		log.Warn("usage statistics will not persist: no state directory", "err", err)
+		return nil
+	}
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		log.Warn("usage statistics will not persist", "path", path, "err", err)
+		return nil
+	}
+	p := cfg.Admin.Stats.Persistence
+	store.Restore(path, p.MaxAge, log)
+	return store.Keep(path, p.SnapshotInterval, log)
 }
 
 // tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then

@@ -19,6 +19,8 @@ type Admin struct {
 	// it (or an admin grant, or a key with scope admin) is the only admin
 	// credential; the router token then no longer doubles as one.
 	AuthEnv string
+	// Stats is [admin.stats] (stats.go).
+	Stats Stats
 }
 
 var (
@@ -27,7 +29,7 @@ var (
 		"key", "id", "user_id", "organization_id", "name", "description",
 		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
 	}
-	adminTableKeys = []string{"auth_env"}
+	adminTableKeys = []string{"auth_env", "stats"}
 )
 
 func parseAPIKeys(t table) APIKeys {
@@ -130,9 +132,12 @@ func (t table) stringArray(key string) []string {
 
 func parseAdmin(t table) Admin {
 	t.unknown(adminTableKeys, "[admin]")
-	var a Admin
+	a := Admin{Stats: DefaultStats()}
 	if t.has("auth_env") {
 		a.AuthEnv = t.envName("auth_env")
+	}
+	if st, ok := t.sub("stats"); ok {
+		a.Stats = parseStats(st)
 	}
 	return a
 }
