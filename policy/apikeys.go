@@ -308,6 +308,12 @@ func NewKeySet(keys []APIKey, knownBackends []string) (*KeySet, []string, error)
 		if k.MaxConcurrency < 0 {
 			bad("max_concurrency must be >= 0")
 		}
+		if k.TokensPerDay < 0 || k.RequestsPerDay < 0 {
+			bad("tokens_per_day and requests_per_day must be >= 0")
+		}
+		if len(k.Budget) > 64 {
+			bad("budget name longer than 64 bytes")
+		}
 		if k.RateLimit < 0 {
 			bad("rate_limit must be >= 0")
 		}
@@ -405,6 +411,9 @@ type KeyUpdate struct {
 	Scopes          *[]string  `json:"scopes"`
 	RateLimit       *int       `json:"rate_limit"`
 	MaxConcurrency  *int       `json:"max_concurrency"`
+	TokensPerDay    *int64     `json:"tokens_per_day"`
+	RequestsPerDay  *int64     `json:"requests_per_day"`
+	Budget          *string    `json:"budget"`
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends *[]string  `json:"allowed_backends"`
@@ -433,6 +442,24 @@ func (u KeyUpdate) Apply(k APIKey) (APIKey, error) {
 			return k, errors.New("max_concurrency must be >= 0")
 		}
 		k.MaxConcurrency = *u.MaxConcurrency
+	}
+	if u.TokensPerDay != nil {
+		if *u.TokensPerDay < 0 {
+			return APIKey{}, errors.New("tokens_per_day must be >= 0")
+		}
+		k.TokensPerDay = *u.TokensPerDay
+	}
+	if u.RequestsPerDay != nil {
+		if *u.RequestsPerDay < 0 {
+			return APIKey{}, errors.New("requests_per_day must be >= 0")
+		}
+		k.RequestsPerDay = *u.RequestsPerDay
+	}
+	if u.Budget != nil {
+		if len(*u.Budget) > 64 {
+			return APIKey{}, errors.New("budget name longer than 64 bytes")
+		}
+		k.Budget = *u.Budget
 	}
 	if u.RateLimit != nil {
 		if *u.RateLimit < 0 {

@@ -188,7 +188,7 @@ func New(opts Options) *Handler {
 	if !opts.Usage.Disabled {
 		h.usage = opts.Usage.Store
 		if h.usage == nil {
-			h.usage = NewUsageStore(opts.Backends, 0, nil)
+			h.usage = NewUsageStore(opts.Backends, 0, opts.Usage.Now)
 		}
 		h.noTokenTracking = opts.Usage.NoTokenTracking
 	}

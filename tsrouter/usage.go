@@ -43,6 +43,8 @@ type UsageOptions struct {
 	Disabled bool
 	// NoTokenTracking counts requests but not tokens.
 	NoTokenTracking bool
+	// Now is the clock of a store created here (tests; default time.Now).
+	Now func() time.Time
 }
 
 // NewUsageStore is a store for set's aliases.
@@ -134,7 +136,6 @@ func (h *Handler) recordUsage(w *recorder, rec *record) {
 		}
 	}
 	smp := usage.Sample{
-		Time:     rec.start,
 		Alias:    rec.alias,
 		Error:    w.status >= 400 || rec.outcome == "error",
 		Streamed: rec.streamed,

@@ -28,6 +28,7 @@ var (
 	keyRecordKeys    = []string{
 		"key", "id", "user_id", "organization_id", "name", "description",
 		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
+		"tokens_per_day", "requests_per_day", "budget",
 	}
 	adminTableKeys = []string{"auth_env", "stats"}
 )
@@ -72,6 +73,15 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	}
 	if n, ok := t.integer("max_concurrency"); ok {
 		r.MaxConcurrency = int(n)
+	}
+	if n, ok := t.integer("tokens_per_day"); ok {
+		r.TokensPerDay = n
+	}
+	if n, ok := t.integer("requests_per_day"); ok {
+		r.RequestsPerDay = n
+	}
+	if s, ok := t.str("budget"); ok {
+		r.Budget = s
 	}
 	if b, ok := t.boolean("enabled"); ok {
 		r.Enabled = &b
