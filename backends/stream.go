@@ -237,6 +237,14 @@ func (s *Stream) Next() (event, data []byte, err error) {
 	return s.ev, s.data, nil
 }
 
+// usageOnly reports whether the current OpenAI chunk carries usage and
+// no choices (the include_usage chunk).
+func (s *Stream) usageOnly() bool {
+	u, c := s.spans[keyUsage], s.spans[keyChoices]
+	return !s.anthropic && u.Found() && s.data[u.Start] == '{' &&
+		(!c.Found() || len(bytes.TrimSpace(bytes.Trim(bytes.TrimSpace(s.data[c.Start:c.End]), "[]"))) == 0)
+}
+
 // The top-level members the relay looks at in every event.
 var eventKeys = [...]string{"model", "error", "object", "choices", "usage"}
 

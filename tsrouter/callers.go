@@ -99,6 +99,9 @@ func openAIReply(q *inference, body []byte) ([]byte, int, int, error) {
 func openAIRelay(q *inference) relay {
 	return relay{
 		run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
+			if q.usageAdded {
+				return backends.RelayOpenAIWithoutUsage(w, f, s, q.modelJSON)
+			}
 			return backends.RelayOpenAI(w, f, s, q.modelJSON)
 		},
 		done:       sseDone,

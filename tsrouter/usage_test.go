@@ -327,3 +327,49 @@ func TestUsageDisabled(t *testing.T) {
 }
 
 var _ = time.Second
+
+// TestUsageAskedOfTheServe: a stream whose caller did not ask for usage
+// is sent to the serve with stream_options.include_usage, its usage chunk
+// is counted and not relayed: the caller's stream is the one it asked
+// for. A caller that asked gets the chunk.
+func TestUsageAskedOfTheServe(t *testing.T) {
+	fake, url := startFake(t, fakeserve.Options{})
+	cases := []struct {
+		name, path, body string
+		callerGetsUsage  bool
+	}{
+		{"chat, not asked", "/v1/chat/completions", `{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`, false},
+		{"chat, asked", "/v1/chat/completions", `{"model":"chat","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`, true},
+		{"completions, not asked", "/v1/completions", `{"model":"chat","stream":true,"prompt":"once"}`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			base := startRouter(t, oneTier(url, ""), routerOpts{adminToken: usageAdmin})
+			resp := post(t, t.Context(), base+tc.path, tc.body)
+			body := readAll(t, resp)
+			if resp.StatusCode != 200 || !strings.HasSuffix(body, "data: [DONE]\n\n") {
+				t.Fatalf("%d %s", resp.StatusCode, body)
+			}
+			if got := strings.Contains(body, `"usage":{`); got != tc.callerGetsUsage {
+				t.Errorf("caller got a usage chunk: %v, want %v\n%s", got, tc.callerGetsUsage, body)
+			}
+			if sent := string(fake.LastRequest().Body); !strings.Contains(sent, `"include_usage":true`) {
+				t.Errorf("serve not asked for usage: %s", sent)
+			}
+			st := adminStats(t, base)
+			if st.Totals.EstimatedRequests != 0 || st.Totals.OutputTokens == 0 || st.Totals.InputTokens == 0 {
+				t.Errorf("totals = %+v, want the serve's usage", st.Totals)
+			}
+		})
+	}
+	t.Run("token tracking off: nothing asked", func(t *testing.T) {
+		base := startRouter(t, oneTier(url, ""), routerOpts{adminToken: usageAdmin, usage: tsrouter.UsageOptions{NoTokenTracking: true}})
+		readAll(t, post(t, t.Context(), base+"/v1/chat/completions", cases[0].body))
+		if sent := string(fake.LastRequest().Body); strings.Contains(sent, "include_usage") {
+			t.Errorf("serve asked for usage with token tracking off: %s", sent)
+		}
+		if st := adminStats(t, base); st.Totals.Requests != 1 || st.Totals.InputTokens+st.Totals.OutputTokens != 0 {
+			t.Errorf("totals = %+v, want the request without tokens", st.Totals)
+		}
+	})
+}
