@@ -1,6 +1,7 @@
 package tsrouter_test
 
 import (
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
@@ -172,6 +173,9 @@ func TestUsageCountsEveryPath(t *testing.T) {
 			}
 			if tc.want.Errors == 0 && tc.model == "chat" && got.OutputTokens == 0 {
 				t.Errorf("no output tokens counted: %+v", got)
+			}
+			if tc.mode == fakeserve.ModeCut && (got.OutputTokens == 0 || got.InputTokens == 0 || got.EstimatedRequests != 1) {
+				t.Errorf("a broken stream counts the tokens seen, estimated: %+v", got)
 			}
 			if tc.want.Streamed == 1 && got.TTFTMSSum <= 0 {
 				t.Errorf("stream without a time to first token: %+v", got)
@@ -372,4 +376,29 @@ func TestUsageAskedOfTheServe(t *testing.T) {
 			t.Errorf("totals = %+v, want the request without tokens", st.Totals)
 		}
 	})
+}
+
+// TestUsageCountsAudio: transcriptions and speech are counted under stt
+// and tts, by the caller's identity.
+func TestUsageCountsAudio(t *testing.T) {
+	f := startAudioFakes(t)
+	opts := audioRouterOpts()
+	opts.adminToken = usageAdmin
+	base := startRouter(t, audioTOML(f, audioSetup{}), opts)
+	wav := base64.StdEncoding.EncodeToString(testWAV(audioRamp(800), 16000))
+	if status, _, body := audioPost(t, base+"/v1/audio/transcriptions", audioJSON(t, map[string]any{"audio_b64": wav, "format": "wav", "is_final": true})); status != 200 {
+		t.Fatalf("stt: %d %s", status, body)
+	}
+	if status, _, body := audioPost(t, base+"/v1/audio/speech", audioJSON(t, map[string]any{"input": "hello", "response_format": "pcm16"})); status != 200 {
+		t.Fatalf("tts: %d %s", status, body)
+	}
+	var st adminStatsView
+	usageGetJSON(t, base+"/admin/stats", &st, "X-Admin-Token", usageAdmin, "Authorization", "Bearer "+audioToken)
+	got := map[string]int64{}
+	for _, m := range st.ByModel {
+		got[m.Model] = m.Requests
+	}
+	if got["stt"] != 1 || got["tts"] != 1 || st.Totals.Requests != 2 {
+		t.Fatalf("by_model = %v, totals %+v", got, st.Totals)
+	}
 }
