@@ -122,7 +122,7 @@ func (h *Handler) checkBudget(rec *record) error {
 
 // recordUsage counts one finished metered request.
 func (h *Handler) recordUsage(w *recorder, rec *record) {
-	id := usage.Identity{Budgets: rec.budgets}
+	var id usage.Identity
 	if p := rec.principal; p != nil {
 		if p.Identity != nil {
 			id.Node = p.Identity.Node
@@ -141,6 +141,7 @@ func (h *Handler) recordUsage(w *recorder, rec *record) {
 		Streamed: rec.streamed,
 		Latency:  time.Since(rec.start),
 		TTFT:     rec.ttft,
+		Budgets:  rec.budgets,
 	}
 	if !h.noTokenTracking {
 		smp.InputTokens, smp.OutputTokens = int64(rec.promptTokens), int64(rec.compTokens)

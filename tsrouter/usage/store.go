@@ -92,6 +92,9 @@ type Sample struct {
 	Latency, TTFT       time.Duration
 	// Guard is reserved for guardrail verdicts (not counted yet).
 	Guard string
+	// Budgets name the day budgets the request spends from (see
+	// Exceeded).
+	Budgets []string
 }
 
 func (s *Sample) counters() Counters {
@@ -116,9 +119,6 @@ type Identity struct {
 	User, Node string
 	Tags       []string
 	Key        string
-	// Budgets name the caller's day budgets (see Exceeded): a request
-	// spends from each.
-	Budgets []string
 }
 
 // Options configure a Store.
@@ -154,6 +154,8 @@ type Store struct {
 
 	mu     sync.RWMutex
 	groups [numKinds]map[string]*series
+	// handles caches resolved handles by identity (bounded like groups).
+	handles map[handleKey]*Handle
 
 	budgets budgets
 }
@@ -203,13 +205,41 @@ func (s *Store) Tier(alias string) string { return s.tiers[alias] }
 // Handle is an identity's series, resolved once: recording through it
 // takes no map lookups and no allocations.
 type Handle struct {
-	series  []*series
-	budgets []string
+	series []*series
 }
 
-// Handle resolves id's series, creating them on first use.
+// handleKey identifies a caller's handle; a map lookup with it does not
+// allocate.
+type handleKey struct {
+	user, node, firstTag, lastTag, key string
+	tags                               int
+}
+
+// Handle resolves id's series, creating them on first use; the handle is
+// cached, so a known caller costs one map lookup and no allocation.
 func (s *Store) Handle(id *Identity) *Handle {
-	h := &Handle{budgets: id.Budgets}
+	k := handleKey{user: id.User, node: id.Node, key: id.Key, tags: len(id.Tags)}
+	if len(id.Tags) > 0 {
+		k.firstTag, k.lastTag = id.Tags[0], id.Tags[len(id.Tags)-1]
+	}
+	s.mu.RLock()
+	h := s.handles[k]
+	s.mu.RUnlock()
+	if h != nil {
+		return h
+	}
+	h = s.resolve(id)
+	s.mu.Lock()
+	if s.handles == nil {
+		s.handles = map[handleKey]*Handle{}
+	}
+	s.handles[k] = h
+	s.mu.Unlock()
+	return h
+}
+
+func (s *Store) resolve(id *Identity) *Handle {
+	h := &Handle{}
 	add := func(k Kind, name string) {
 		if name != "" {
 			h.series = append(h.series, s.group(k, name))
@@ -260,7 +290,7 @@ func (s *Store) Record(h *Handle, smp *Sample) {
 	}
 	m.add(unix, &c)
 	s.global.add(unix, &c)
-	for _, b := range h.budgets {
+	for _, b := range smp.Budgets {
 		s.budgets.spend(b, unix, c.Tokens())
 	}
 }
@@ -280,6 +310,7 @@ func (s *Store) Groups(k Kind) []string {
 // Reset drops every count (budgets included).
 func (s *Store) Reset() {
 	s.mu.Lock()
+	clear(s.handles)
 	for k := range s.groups {
 		for name, g := range s.groups[k] {
 			if Kind(k) == KindModel {

@@ -29,6 +29,24 @@ func sample(c *clock, alias string, in, out int64) *usage.Sample {
 	return &usage.Sample{Time: c.now(), Alias: alias, InputTokens: in, OutputTokens: out, Latency: 10 * time.Millisecond}
 }
 
+func TestHandlesAreCachedAndReset(t *testing.T) {
+	c := &clock{t0}
+	s := newStore(c, 24*time.Hour, "chat")
+	id := &usage.Identity{User: "a", Node: "n", Tags: []string{"tag:x"}}
+	if s.Handle(id) != s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:x"}}) {
+		t.Fatal("the same caller resolved twice")
+	}
+	if s.Handle(id) == s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:y"}}) {
+		t.Fatal("a retagged node shares the old handle")
+	}
+	s.Record(s.Handle(id), sample(c, "chat", 1, 1))
+	s.Reset()
+	s.Record(s.Handle(id), sample(c, "chat", 1, 1))
+	if got, _ := s.Sum(usage.KindUser, "a", t0.Add(-time.Hour)); got.Requests != 1 {
+		t.Fatalf("after a reset the cached handle counted %d requests, want 1", got.Requests)
+	}
+}
+
 func TestIdentitiesAndModelsAreSeparate(t *testing.T) {
 	c := &clock{t0}
 	s := newStore(c, 24*time.Hour, "chat", "code")
@@ -146,7 +164,7 @@ func TestBudgetsAreUTCDays(t *testing.T) {
 	c := &clock{time.Date(2026, 3, 2, 23, 0, 0, 0, time.UTC)}
 	s := newStore(c, 24*time.Hour, "chat")
 	lim := usage.Limits{TokensPerDay: 100, RequestsPerDay: 3}
-	h := s.Handle(&usage.Identity{User: "a", Budgets: []string{"team"}})
+	h := s.Handle(&usage.Identity{User: "a"})
 	for i := range 4 {
 		over, resets := s.Exceeded("team", lim)
 		if want := i >= 3; over != want {
@@ -156,7 +174,9 @@ func TestBudgetsAreUTCDays(t *testing.T) {
 			t.Fatalf("resets at %v", resets)
 		}
 		if !over {
-			s.Record(h, sample(c, "chat", 10, 10))
+			smp := sample(c, "chat", 10, 10)
+			smp.Budgets = []string{"team"}
+			s.Record(h, smp)
 		}
 	}
 	if u := s.Budget("team"); u.Requests != 3 || u.Tokens != 60 {
@@ -247,10 +267,12 @@ func TestMemoryForAWeek(t *testing.T) {
 func TestSnapshotRoundTrip(t *testing.T) {
 	c := &clock{t0}
 	s := newStore(c, 24*time.Hour, "chat")
-	h := s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:x"}, Key: "k", Budgets: []string{"team"}})
+	h := s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:x"}, Key: "k"})
 	s.Exceeded("team", usage.Limits{TokensPerDay: 1000})
 	for range 5 {
-		s.Record(h, sample(c, "chat", 3, 4))
+		smp := sample(c, "chat", 3, 4)
+		smp.Budgets = []string{"team"}
+		s.Record(h, smp)
 		c.advance(7 * time.Minute)
 	}
 	path := filepath.Join(t.TempDir(), "stats.bin")
@@ -340,6 +362,19 @@ func BenchmarkRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Record(h, &smp)
+	}
+}
+
+// BenchmarkHandleAndRecord is a request's whole accounting: the
+// caller's cached handle looked up, then the record.
+func BenchmarkHandleAndRecord(b *testing.B) {
+	c := &clock{t0}
+	s := usage.New(usage.Options{Aliases: aliasNames(20), Now: c.now})
+	id := &usage.Identity{User: "alice@example.com", Node: "laptop", Tags: []string{"tag:a", "tag:b"}, Key: "k1"}
+	smp := usage.Sample{Time: t0, Alias: "alias-3", InputTokens: 100, OutputTokens: 20, Latency: time.Second, Budgets: []string{"team"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Record(s.Handle(id), &smp)
 	}
 }
 
