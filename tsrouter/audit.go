@@ -64,6 +64,9 @@ type record struct {
 	cachedTokens, reasoningTokens int
 	usageReported, streamed       bool
 	budgets                       []string
+	// guard is the guardrail verdicts of the request, for usage
+	// accounting (set by the guardrail stages; "" none).
+	guard string
 }
 
 // recorder captures the status and size of a response for the audit line.

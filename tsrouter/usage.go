@@ -142,6 +142,7 @@ func (h *Handler) recordUsage(w *recorder, rec *record) {
 		Latency:  time.Since(rec.start),
 		TTFT:     rec.ttft,
 		Budgets:  rec.budgets,
+		Guard:    rec.guard,
 	}
 	if !h.noTokenTracking {
 		smp.InputTokens, smp.OutputTokens = int64(rec.promptTokens), int64(rec.compTokens)

@@ -4,7 +4,9 @@ import (
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -303,7 +305,10 @@ func TestUsageSeriesAndCSV(t *testing.T) {
 // audit line says who did it.
 func TestUsageReset(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{})
-	base := startRouter(t, oneTier(url, ""), routerOpts{adminToken: usageAdmin})
+	logs := &syncBuffer{}
+	srv := httptest.NewServer(newHandler(t, oneTier(url, ""), routerOpts{adminToken: usageAdmin}, slog.New(slog.NewJSONHandler(logs, nil))))
+	t.Cleanup(srv.Close)
+	base := srv.URL
 	readAll(t, post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`))
 	if st := adminStats(t, base); st.Totals.Requests != 1 {
 		t.Fatalf("before reset: %+v", st.Totals)
@@ -315,6 +320,18 @@ func TestUsageReset(t *testing.T) {
 	}
 	if st := adminStats(t, base); st.Totals.Requests != 0 || len(st.ByIdentity) != 0 {
 		t.Fatalf("after reset: %+v", st)
+	}
+	var audit string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"path":"/admin/stats/reset"`) {
+			audit = line
+		}
+	}
+	if !strings.Contains(audit, `"detail":"usage statistics reset"`) || !strings.Contains(audit, `"remote":"127.0.0.1:`) {
+		t.Errorf("reset audit line = %s", audit)
+	}
+	if strings.Contains(logs.String(), usageAdmin) {
+		t.Error("the admin token is in the logs")
 	}
 }
 
