@@ -76,7 +76,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
 	body := w.body
-	q := &inference{body: body, responsesOpts: h.responsesOpts, trackTokens: h.usageOn() && !h.noTokenTracking}
+	q := &inference{body: body, responsesOpts: h.responsesOpts, trackTokens: h.usageOn() && !h.noTokenTracking.Load()}
 	if err := a.parse(q); err != nil {
 		return err
 	}

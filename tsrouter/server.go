@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
@@ -123,7 +124,7 @@ type Handler struct {
 	served []*route
 	// usage counts requests by identity (nil: accounting is off).
 	usage           *usage.Store
-	noTokenTracking bool
+	noTokenTracking atomic.Bool
 }
 
 // New returns the handler.
@@ -190,7 +191,7 @@ func New(opts Options) *Handler {
 		if h.usage == nil {
 			h.usage = NewUsageStore(opts.Backends, 0, opts.Usage.Now)
 		}
-		h.noTokenTracking = opts.Usage.NoTokenTracking
+		h.noTokenTracking.Store(opts.Usage.NoTokenTracking)
 	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.buildMux()

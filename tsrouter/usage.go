@@ -53,6 +53,10 @@ func NewUsageStore(set *backends.Set, retention time.Duration, now func() time.T
 	return usage.New(usage.Options{Retention: retention, Aliases: aliases, Tiers: tiers, Now: now})
 }
 
+// SetTokenTracking turns token counting on or off while serving
+// ([admin.stats].token_tracking is reloaded on SIGHUP).
+func (h *Handler) SetTokenTracking(on bool) { h.noTokenTracking.Store(!on) }
+
 // Usage is the usage store (nil when accounting is off).
 func (h *Handler) Usage() *usage.Store { return h.usage }
 
@@ -144,7 +148,7 @@ func (h *Handler) recordUsage(w *recorder, rec *record) {
 		Budgets:  rec.budgets,
 		Guard:    rec.guard,
 	}
-	if !h.noTokenTracking {
+	if !h.noTokenTracking.Load() {
 		smp.InputTokens, smp.OutputTokens = int64(rec.promptTokens), int64(rec.compTokens)
 		smp.CachedTokens, smp.ReasoningTokens = int64(rec.cachedTokens), int64(rec.reasoningTokens)
 		if !rec.usageReported {

@@ -141,6 +141,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 			}
 		}()
 	}
+	if h.Usage() != nil {
+		go reloadStats(ctx, path, cfg.Admin.Stats, h, log)
+	}
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -299,6 +302,33 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 		if n > 0 {
 			log.Info("removed stale temporary files left by an interrupted write", "file", filepath.Base(p), "count", n)
 		}
+	}
+}
+
+// reloadStats applies [admin.stats].token_tracking from the config file
+// on every SIGHUP; the other stats settings need a restart, and a change
+// to them is logged as such.
+func reloadStats(ctx context.Context, path string, was config.Stats, h *tsrouter.Handler, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := config.Load(path)
+		if err != nil {
+			log.Error("SIGHUP: config not re-read; [admin.stats] stays as it is", "err", err)
+			continue
+		}
+		st := next.Admin.Stats
+		h.SetTokenTracking(st.TokenTracking)
+		if st.Enabled != was.Enabled || st.RetentionWindow != was.RetentionWindow || st.Persistence != was.Persistence {
+			log.Warn("SIGHUP: [admin.stats] changes other than token_tracking take effect at the next restart")
+		}
+		log.Info("usage token tracking reloaded", "why", "SIGHUP", "token_tracking", st.TokenTracking)
 	}
 }
 

@@ -131,3 +131,69 @@ path = "`+snapshot+`"
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestStatsTokenTrackingReloadsOnSIGHUP: token_tracking is applied on
+// SIGHUP without a restart.
+func TestStatsTokenTrackingReloadsOnSIGHUP(t *testing.T) {
+	_, url, stop, err := fakeserve.Start(t.Context(), "127.0.0.1:0", fakeserve.Options{Model: "served-model"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	stats := func(tracking string) string {
+		return tierConfig(url) + "\n[admin.stats]\ntoken_tracking = " + tracking + "\n[admin.stats.persistence]\nenabled = false\n"
+	}
+	cfg := writeConfig(t, stats("true"))
+	addr := freePort(t)
+	cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
+	cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN=tok-secret-1234", "ANVIL_SERVING_HOME="+t.TempDir())
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	logs := newLineWaiter(out)
+	base := "http://" + addr
+	waitHealthy(t, base)
+	do := func(method, path, body string) string {
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok-secret-1234")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return b.String()
+	}
+	tokens := func() int64 {
+		do("POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+		var st struct {
+			Totals struct {
+				InputTokens int64 `json:"input_tokens"`
+			} `json:"totals"`
+		}
+		json.Unmarshal([]byte(do("GET", "/admin/stats", "")), &st)
+		return st.Totals.InputTokens
+	}
+	first := tokens()
+	if first == 0 {
+		t.Fatal("no tokens counted with token_tracking on")
+	}
+	os.WriteFile(cfg, []byte(stats("false")), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.all(), `"token_tracking":false`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", logs.all())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if again := tokens(); again != first {
+		t.Fatalf("tokens went from %d to %d with token_tracking off", first, again)
+	}
+}
