@@ -3,6 +3,8 @@ package tsrouter_test
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -196,4 +198,56 @@ func TestMyUsageIsMine(t *testing.T) {
 			t.Fatalf("no key: %d, want 401", resp.StatusCode)
 		}
 	})
+}
+
+// TestBudgetThroughAdminKeyAPI: a key created with requests_per_day
+// through the admin API is held to it, the key store keeps the field, and
+// an update lifts it.
+func TestBudgetThroughAdminKeyAPI(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	store := filepath.Join(t.TempDir(), "keys.json")
+	base := startRouter(t, budgetConfig(url), routerOpts{adminToken: usageAdmin, keyStore: store})
+	call := func(method, path, body string, hdr ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	status, body := call("POST", "/admin/api-keys", `{"id":"bot","user_id":"u","organization_id":"o","scopes":["read","write"],"requests_per_day":1,"budget":"bots"}`, "X-Admin-Token", usageAdmin)
+	var created struct {
+		Key            string `json:"key"`
+		RequestsPerDay int64  `json:"requests_per_day"`
+		Budget         string `json:"budget"`
+	}
+	if status != 201 || json.Unmarshal([]byte(body), &created) != nil || created.RequestsPerDay != 1 || created.Budget != "bots" {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	chat := func() int {
+		s, _ := call("POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+created.Key)
+		return s
+	}
+	if s := chat(); s != 200 {
+		t.Fatalf("first request: %d", s)
+	}
+	if s := chat(); s != http.StatusTooManyRequests {
+		t.Fatalf("second request: %d, want 429", s)
+	}
+	if b, err := os.ReadFile(store); err != nil || !strings.Contains(string(b), `"requests_per_day": 1`) && !strings.Contains(string(b), `"requests_per_day":1`) {
+		t.Errorf("key store lacks the budget (%v):\n%s", err, b)
+	}
+	if s, b := call("PUT", "/admin/api-keys/bot", `{"requests_per_day":0}`, "X-Admin-Token", usageAdmin); s != 200 {
+		t.Fatalf("update: %d %s", s, b)
+	}
+	if s := chat(); s != 200 {
+		t.Fatalf("after lifting the budget: %d", s)
+	}
+	if s, b := call("PUT", "/admin/api-keys/bot", `{"requests_per_day":-1}`, "X-Admin-Token", usageAdmin); s != 400 {
+		t.Errorf("negative budget: %d %s", s, b)
+	}
 }
