@@ -62,7 +62,8 @@ func (s *Store) oldest(now int64, w int64) int64 {
 	case day:
 		n = int64(s.days)
 		if n == 0 {
-			n = int64(s.hours) / 24
+			// Days made of the hourly ring: the oldest may be partial.
+			n = (int64(s.hours)+23)/24 + 1
 		}
 	}
 	cur := now - now%w

@@ -130,6 +130,22 @@ func TestBucketsAndWindows(t *testing.T) {
 			t.Fatalf("day points = %+v", pts)
 		}
 	})
+	t.Run("a day bucket across midnight keeps yesterday's hours", func(t *testing.T) {
+		c2 := &clock{time.Date(2026, 3, 2, 22, 0, 0, 0, time.UTC)}
+		s2 := newStore(c2, 24*time.Hour, "chat")
+		h2 := s2.Handle(&usage.Identity{User: "a"})
+		s2.Record(h2, sample(c2, "chat", 1, 1))
+		c2.advance(4 * time.Hour)
+		s2.Record(h2, sample(c2, "chat", 1, 1))
+		pts, _ := s2.Series(usage.KindUser, "a", c2.now().Add(-24*time.Hour), c2.now(), usage.Day)
+		var n int64
+		for _, p := range pts {
+			n += p.Requests
+		}
+		if n != 2 || len(pts) != 2 {
+			t.Fatalf("day points %+v, want yesterday and today", pts)
+		}
+	})
 	t.Run("the window forgets what is older", func(t *testing.T) {
 		c.advance(26 * time.Hour)
 		if got, _ := s.Sum(usage.KindUser, "a", c.now().Add(-24*time.Hour)); got.Requests != 0 {
