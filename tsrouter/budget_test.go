@@ -159,6 +159,7 @@ func TestMyUsageIsMine(t *testing.T) {
 		readAll(t, post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+budgetKeyTeam))
 	}
 	readAll(t, post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`, "Authorization", "Bearer "+budgetKeyA))
+	waitRequests(t, base, 3)
 	cases := []struct {
 		name, key, query string
 		wantID           string

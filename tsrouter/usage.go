@@ -114,10 +114,22 @@ func identityOf(p *policy.Principal) (usage.Kind, string) {
 // checkBudget refuses a request whose caller is past a day budget; the
 // budgets it passed are the ones the request spends from.
 func (h *Handler) checkBudget(rec *record) error {
-	for _, b := range budgetsOf(rec.principal) {
-		if over, resets := h.usage.Exceeded(b.name, b.Limits); over {
-			secs := int((resets.Sub(h.usage.Now()) + time.Second - 1) / time.Second)
-			return errBudgetExceeded(b.name, max(secs, 1)).withDetail("day budget " + b.name + " exceeded")
+	bs := budgetsOf(rec.principal)
+	over := func(b budgetRef, resets time.Time) error {
+		secs := int((resets.Sub(h.usage.Now()) + time.Second - 1) / time.Second)
+		return errBudgetExceeded(b.name, max(secs, 1)).withDetail("day budget " + b.name + " exceeded")
+	}
+	// All of them first, so a refusal reserves nothing; then the request
+	// is counted against each (Admit), closing the race between callers
+	// in flight together.
+	for _, b := range bs {
+		if o, resets := h.usage.Exceeded(b.name, b.Limits); o {
+			return over(b, resets)
+		}
+	}
+	for _, b := range bs {
+		if o, resets := h.usage.Admit(b.name, b.Limits); o {
+			return over(b, resets)
 		}
 		rec.budgets = append(rec.budgets, b.name)
 	}

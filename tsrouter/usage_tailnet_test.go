@@ -52,6 +52,14 @@ func TestTailnetUsageByIdentity(t *testing.T) {
 			}
 		}
 	}
+	// A request is counted when its handler returns, which can be just
+	// after the caller has its last byte.
+	for deadline := time.Now().Add(5 * time.Second); r.h.Usage().Total(time.Now().Add(-time.Hour)).Requests < 8; {
+		if time.Now().After(deadline) {
+			t.Fatal("the requests were never all counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	logins := map[string]string{}
 	for _, c := range callers {
 		status, body := get(t, clients[c.name], "http://anvil/v1/usage")

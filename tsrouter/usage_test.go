@@ -117,6 +117,26 @@ func adminStats(t *testing.T, base string) adminStatsView {
 	return st
 }
 
+// waitRequests waits until the router has counted n requests: a request
+// is counted when its handler returns, which can be just after the
+// caller has read the last byte.
+func waitRequests(t *testing.T, base string, n int64, hdr ...string) {
+	t.Helper()
+	hdr = append([]string{"X-Admin-Token", usageAdmin}, hdr...)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var st adminStatsView
+		usageGetJSON(t, base+"/admin/stats", &st, hdr...)
+		if st.Totals.Requests >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests counted, want %d", st.Totals.Requests, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestUsageCountsEveryPath: every inference path and dialect is counted
 // once, with the serve's tokens when it reports them (streams included,
 // whether or not the caller asked for usage), the router's estimate
@@ -165,6 +185,7 @@ func TestUsageCountsEveryPath(t *testing.T) {
 			resp := post(t, t.Context(), base+tc.path, tc.body)
 			body := readAll(t, resp)
 			fake.SetMode(fakeserve.ModeOK)
+			waitRequests(t, base, 1)
 			st := adminStats(t, base)
 			got := st.Totals
 			if got.Requests != tc.want.Requests || got.Errors != tc.want.Errors || got.Streamed != tc.want.Streamed {
@@ -221,6 +242,7 @@ func TestUsageTokensFromTheServe(t *testing.T) {
 			}
 			resp := post(t, t.Context(), base+"/v1/chat/completions", body)
 			readAll(t, resp)
+			waitRequests(t, base, 1)
 			st := adminStats(t, base)
 			if st.Totals.EstimatedRequests != 0 || st.Totals.OutputTokens == 0 {
 				t.Fatalf("totals = %+v, want the serve's usage, not an estimate", st.Totals)
@@ -237,6 +259,7 @@ func TestUsageSeriesAndCSV(t *testing.T) {
 	for range 3 {
 		readAll(t, post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`))
 	}
+	waitRequests(t, base, 3)
 	var v struct {
 		GroupBy, Bucket, From, To string
 		Series                    []struct {
@@ -310,6 +333,7 @@ func TestUsageReset(t *testing.T) {
 	t.Cleanup(srv.Close)
 	base := srv.URL
 	readAll(t, post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`))
+	waitRequests(t, base, 1)
 	if st := adminStats(t, base); st.Totals.Requests != 1 {
 		t.Fatalf("before reset: %+v", st.Totals)
 	}
@@ -377,6 +401,7 @@ func TestUsageAskedOfTheServe(t *testing.T) {
 			if sent := string(fake.LastRequest().Body); !strings.Contains(sent, `"include_usage":true`) {
 				t.Errorf("serve not asked for usage: %s", sent)
 			}
+			waitRequests(t, base, 1)
 			st := adminStats(t, base)
 			if st.Totals.EstimatedRequests != 0 || st.Totals.OutputTokens == 0 || st.Totals.InputTokens == 0 {
 				t.Errorf("totals = %+v, want the serve's usage", st.Totals)
@@ -389,6 +414,7 @@ func TestUsageAskedOfTheServe(t *testing.T) {
 		if sent := string(fake.LastRequest().Body); strings.Contains(sent, "include_usage") {
 			t.Errorf("serve asked for usage with token tracking off: %s", sent)
 		}
+		waitRequests(t, base, 1)
 		if st := adminStats(t, base); st.Totals.Requests != 1 || st.Totals.InputTokens+st.Totals.OutputTokens != 0 {
 			t.Errorf("totals = %+v, want the request without tokens", st.Totals)
 		}
@@ -409,6 +435,7 @@ func TestUsageCountsAudio(t *testing.T) {
 	if status, _, body := audioPost(t, base+"/v1/audio/speech", audioJSON(t, map[string]any{"input": "hello", "response_format": "pcm16"})); status != 200 {
 		t.Fatalf("tts: %d %s", status, body)
 	}
+	waitRequests(t, base, 2, "Authorization", "Bearer "+audioToken)
 	var st adminStatsView
 	usageGetJSON(t, base+"/admin/stats", &st, "X-Admin-Token", usageAdmin, "Authorization", "Bearer "+audioToken)
 	got := map[string]int64{}

@@ -76,6 +76,7 @@ snapshot_interval = "1s"
 				t.Fatalf("chat: %d %s", code, body)
 			}
 		}
+		time.Sleep(50 * time.Millisecond) // counted when the handler returns
 	}
 
 	cmd, base, logs := start()
@@ -170,14 +171,20 @@ func TestStatsTokenTrackingReloadsOnSIGHUP(t *testing.T) {
 		b.ReadFrom(resp.Body)
 		return b.String()
 	}
+	requests := int64(0)
 	tokens := func() int64 {
 		do("POST", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`)
+		requests++
 		var st struct {
 			Totals struct {
+				Requests    int64 `json:"requests"`
 				InputTokens int64 `json:"input_tokens"`
 			} `json:"totals"`
 		}
-		json.Unmarshal([]byte(do("GET", "/admin/stats", "")), &st)
+		// Counted when the handler returns, maybe just after the reply.
+		for deadline := time.Now().Add(5 * time.Second); st.Totals.Requests < requests && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			json.Unmarshal([]byte(do("GET", "/admin/stats", "")), &st)
+		}
 		return st.Totals.InputTokens
 	}
 	first := tokens()

@@ -55,7 +55,6 @@ func (b *budgets) spend(name string, unix, tokens int64) {
 	}
 	if u.day == d {
 		u.tokens += tokens
-		u.requests++
 	}
 	b.mu.Unlock()
 }
@@ -71,9 +70,21 @@ func (s *Store) Budget(name string) BudgetUse {
 	return BudgetUse{}
 }
 
+// Admit checks budget name against l for one more request today and, if
+// it is not past l, counts the request against it at once (so callers in
+// flight together cannot all pass the last one); the request's tokens are
+// added when it is recorded. resets is the next UTC midnight.
+func (s *Store) Admit(name string, l Limits) (over bool, resets time.Time) {
+	return s.exceeded(name, l, true)
+}
+
 // Exceeded reports whether budget name is past l today, and when the
-// window resets (the next UTC midnight).
+// window resets (the next UTC midnight), without counting a request.
 func (s *Store) Exceeded(name string, l Limits) (over bool, resets time.Time) {
+	return s.exceeded(name, l, false)
+}
+
+func (s *Store) exceeded(name string, l Limits, admit bool) (over bool, resets time.Time) {
 	now := s.now()
 	resets = StartOfDay(now).Add(24 * time.Hour)
 	if !l.Any() {
@@ -87,13 +98,20 @@ func (s *Store) Exceeded(name string, l Limits) (over bool, resets time.Time) {
 		s.budgets.use[name] = b
 	}
 	b.limits = l
+	if b.day < d {
+		*b = budgetDay{day: d, limits: l}
+	}
 	var u BudgetUse
 	if b.day == d {
 		u = BudgetUse{Tokens: b.tokens, Requests: b.requests}
 	}
+	over = (l.TokensPerDay > 0 && u.Tokens >= l.TokensPerDay) ||
+		(l.RequestsPerDay > 0 && u.Requests >= l.RequestsPerDay)
+	if admit && !over && b.day == d {
+		b.requests++
+	}
 	s.budgets.mu.Unlock()
-	return (l.TokensPerDay > 0 && u.Tokens >= l.TokensPerDay) ||
-		(l.RequestsPerDay > 0 && u.Requests >= l.RequestsPerDay), resets
+	return over, resets
 }
 
 // BudgetView is a budget's limits and what it spent today.

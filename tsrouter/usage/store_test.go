@@ -182,7 +182,7 @@ func TestBudgetsAreUTCDays(t *testing.T) {
 	lim := usage.Limits{TokensPerDay: 100, RequestsPerDay: 3}
 	h := s.Handle(&usage.Identity{User: "a"})
 	for i := range 4 {
-		over, resets := s.Exceeded("team", lim)
+		over, resets := s.Admit("team", lim)
 		if want := i >= 3; over != want {
 			t.Fatalf("request %d: over = %v, want %v", i, over, want)
 		}
@@ -286,6 +286,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	h := s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:x"}, Key: "k"})
 	s.Exceeded("team", usage.Limits{TokensPerDay: 1000})
 	for range 5 {
+		s.Admit("team", usage.Limits{TokensPerDay: 1000})
 		smp := sample(c, "chat", 3, 4)
 		smp.Budgets = []string{"team"}
 		s.Record(h, smp)
