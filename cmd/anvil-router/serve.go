@@ -362,7 +362,7 @@ func keepStats(cfg *config.Config, store *usagestore.Store, log *slog.Logger) (s
 		return nil
 	}
 	if path == "" {
-		return nil
+		return store.PruneEvery(5 * time.Minute)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		log.Warn("usage statistics will not persist", "path", path, "err", err)

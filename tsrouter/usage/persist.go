@@ -27,6 +27,26 @@ func (s *Store) Restore(path string, maxAge time.Duration, log *slog.Logger) boo
 	return false
 }
 
+// PruneEvery prunes s every interval until stop is called (for a store
+// that is not kept on disk; Keep prunes before each snapshot).
+func (s *Store) PruneEvery(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.Prune()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
 // Keep writes a snapshot to path every interval until stop is called;
 // stop writes a last one (the final snapshot on shutdown) and returns when
 // it is on disk.
@@ -49,6 +69,7 @@ func (s *Store) Keep(path string, interval time.Duration, log *slog.Logger) (sto
 			case <-done:
 				return
 			case <-t.C:
+				s.Prune()
 				save("interval")
 			}
 		}

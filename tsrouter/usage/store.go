@@ -325,6 +325,57 @@ func (s *Store) Reset() {
 	s.budgets.reset()
 }
 
+// Prune forgets identities with no data left in the retention window
+// (a node that left the tailnet, a deleted key, an ephemeral CI node), so
+// memory follows who is active, not everyone who ever called. It returns
+// how many groups it dropped.
+func (s *Store) Prune() int {
+	cutoff := s.now().Add(-s.retention).Unix() - hour
+	stale := map[*series]bool{}
+	s.mu.RLock()
+	for k := range s.groups {
+		if Kind(k) == KindModel {
+			continue
+		}
+		for _, g := range s.groups[k] {
+			if g.newest() < cutoff {
+				stale[g] = true
+			}
+		}
+	}
+	s.mu.RUnlock()
+	if len(stale) == 0 {
+		return 0
+	}
+	n := 0
+	s.mu.Lock()
+	for k := range s.groups {
+		for name, g := range s.groups[k] {
+			if stale[g] && g.newest() < cutoff {
+				delete(s.groups[k], name)
+				n++
+			}
+		}
+	}
+	// Handles may point at dropped series: resolve them again.
+	clear(s.handles)
+	s.mu.Unlock()
+	return n
+}
+
+// newest is the start of g's newest bucket (0: none).
+func (g *series) newest() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var t int64
+	for _, ring := range [][]bucket{g.minute, g.hour, g.day} {
+		for i := range ring {
+			t = max(t, ring[i].t)
+		}
+	}
+	return t
+}
+
 // bucket is one ring slot: its start (unix seconds; 0 = empty) and sums.
 type bucket struct {
 	t int64

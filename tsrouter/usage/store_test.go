@@ -47,6 +47,33 @@ func TestHandlesAreCachedAndReset(t *testing.T) {
 	}
 }
 
+func TestPruneForgetsTheIdle(t *testing.T) {
+	c := &clock{t0}
+	s := newStore(c, 24*time.Hour, "chat")
+	gone := &usage.Identity{Node: "ci-ephemeral-1", Tags: []string{"tag:ci"}}
+	stays := &usage.Identity{User: "a", Node: "laptop"}
+	s.Record(s.Handle(gone), sample(c, "chat", 1, 1))
+	c.advance(20 * time.Hour)
+	s.Record(s.Handle(stays), sample(c, "chat", 1, 1))
+	if n := s.Prune(); n != 0 {
+		t.Fatalf("pruned %d groups with data in the window", n)
+	}
+	c.advance(6 * time.Hour)
+	if n := s.Prune(); n != 2 {
+		t.Fatalf("pruned %d groups, want the idle node and its tag", n)
+	}
+	if g := s.Groups(usage.KindNode); len(g) != 1 || g[0] != "laptop" {
+		t.Fatalf("nodes after prune: %v", g)
+	}
+	s.Record(s.Handle(gone), sample(c, "chat", 1, 1))
+	if got, _ := s.Sum(usage.KindNode, "ci-ephemeral-1", c.now().Add(-time.Hour)); got.Requests != 1 {
+		t.Fatalf("a pruned caller that comes back is counted again: %+v", got)
+	}
+	if len(s.Groups(usage.KindModel)) != 2 {
+		t.Fatal("models are never pruned")
+	}
+}
+
 func TestIdentitiesAndModelsAreSeparate(t *testing.T) {
 	c := &clock{t0}
 	s := newStore(c, 24*time.Hour, "chat", "code")
