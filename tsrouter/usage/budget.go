@@ -42,6 +42,18 @@ func (b *budgets) reset() {
 	b.mu.Unlock()
 }
 
+// prune drops the budgets with nothing spent today (their next request
+// starts them again).
+func (b *budgets) prune(today int64) {
+	b.mu.Lock()
+	for name, u := range b.use {
+		if u.day < today {
+			delete(b.use, name)
+		}
+	}
+	b.mu.Unlock()
+}
+
 func (b *budgets) spend(name string, unix, tokens int64) {
 	d := unix - unix%day
 	b.mu.Lock()

@@ -331,6 +331,7 @@ func (s *Store) Reset() {
 // how many groups it dropped.
 func (s *Store) Prune() int {
 	cutoff := s.now().Add(-s.retention).Unix() - hour
+	s.budgets.prune(StartOfDay(s.now()).Unix())
 	stale := map[*series]bool{}
 	s.mu.RLock()
 	for k := range s.groups {
