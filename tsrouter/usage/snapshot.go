@@ -37,7 +37,7 @@ const (
 
 // MarshalBinary encodes the store's counts with the time they were taken.
 func (s *Store) MarshalBinary() ([]byte, error) {
-	b := make([]byte, 0, 1<<16)
+	b := make([]byte, 0, max(1<<16, s.snapshotSize.Load()*9/8))
 	b = append(b, snapshotMagic...)
 	b = binary.AppendUvarint(b, snapshotVersion)
 	b = binary.AppendVarint(b, s.now().Unix())
@@ -91,7 +91,9 @@ func (s *Store) MarshalBinary() ([]byte, error) {
 		b = binary.AppendVarint(b, u.limits.RequestsPerDay)
 	}
 	s.budgets.mu.Unlock()
-	return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b)), nil
+	b = binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(b))
+	s.snapshotSize.Store(int64(len(b)))
+	return b, nil
 }
 
 func appendString(b []byte, s string) []byte {

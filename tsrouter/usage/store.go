@@ -16,6 +16,7 @@ package usage
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -158,6 +159,8 @@ type Store struct {
 	handles map[handleKey]*Handle
 
 	budgets budgets
+	// snapshotSize is the last snapshot's size: the next one's buffer.
+	snapshotSize atomic.Int64
 }
 
 // New returns an empty store.
