@@ -255,12 +255,16 @@ func (h *Handler) budgetView(v usage.BudgetView) budgetJSON {
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 func durationString(d time.Duration) string {
-	if d%(24*time.Hour) == 0 {
-		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	n := func(unit time.Duration) string { return strconv.FormatInt(int64(d/unit), 10) }
+	switch {
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
+		return n(24*time.Hour) + "d"
+	case d%time.Hour == 0:
+		return n(time.Hour) + "h"
+	case d%time.Minute == 0:
+		return n(time.Minute) + "m"
 	}
-	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	return strings.TrimSuffix(s, "0m")
+	return n(time.Second) + "s"
 }
 
 // serveAdminStats serves GET /admin/stats.

@@ -446,3 +446,18 @@ func TestUsageCountsAudio(t *testing.T) {
 		t.Fatalf("by_model = %v, totals %+v", got, st.Totals)
 	}
 }
+
+// TestRetentionWindowIsWrittenAsConfigured: retention_window reads back
+// in the seed's duration format.
+func TestRetentionWindowIsWrittenAsConfigured(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{24 * time.Hour, "24h"}, {7 * 24 * time.Hour, "7d"}, {90 * time.Minute, "90m"}, {30 * time.Second, "30s"}, {36 * time.Hour, "36h"}} {
+		base := startRouter(t, oneTier(url, ""), routerOpts{adminToken: usageAdmin, usage: tsrouter.UsageOptions{Store: usage.New(usage.Options{Retention: tc.d})}})
+		if got := adminStats(t, base).Retention; got != tc.want {
+			t.Errorf("%v: retention_window %q, want %q", tc.d, got, tc.want)
+		}
+	}
+}
