@@ -24,6 +24,9 @@ type KeyRecord struct {
 	Scopes         []string `toml:"scopes"`
 	RateLimit      int      `toml:"rate_limit"`
 	MaxConcurrency int      `toml:"max_concurrency"`
+	TokensPerDay   int64    `toml:"tokens_per_day"`
+	RequestsPerDay int64    `toml:"requests_per_day"`
+	Budget         string   `toml:"budget"`
 	Enabled        *bool    `toml:"enabled"` // absent: true
 	// ExpiresAt is a TOML offset date-time (2025-12-31T23:59:59Z) or an
 	// RFC 3339 string ("2025-12-31T23:59:59Z", as the seed writes it);
@@ -72,6 +75,9 @@ func (r KeyRecord) APIKey(source string, lookup func(string) (string, bool)) (AP
 		Scopes:          scopes,
 		RateLimit:       r.RateLimit,
 		MaxConcurrency:  r.MaxConcurrency,
+		TokensPerDay:    r.TokensPerDay,
+		RequestsPerDay:  r.RequestsPerDay,
+		Budget:          r.Budget,
 		Enabled:         r.Enabled == nil || *r.Enabled,
 		ExpiresAt:       exp,
 		AllowedBackends: r.AllowedBackends,

@@ -46,6 +46,9 @@ type storedKey struct {
 	Scopes          []string  `json:"scopes"`
 	RateLimit       int       `json:"rate_limit,omitempty"`
 	MaxConcurrency  int       `json:"max_concurrency,omitempty"`
+	TokensPerDay    int64     `json:"tokens_per_day,omitempty"`
+	RequestsPerDay  int64     `json:"requests_per_day,omitempty"`
+	Budget          string    `json:"budget,omitempty"`
 	Enabled         bool      `json:"enabled"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
 	AllowedBackends []string  `json:"allowed_backends,omitempty"`
@@ -130,6 +133,9 @@ func SaveKeyStore(path string, keys []policy.APIKey) error {
 			Scopes:          make([]string, len(k.Scopes)),
 			RateLimit:       k.RateLimit,
 			MaxConcurrency:  k.MaxConcurrency,
+			TokensPerDay:    k.TokensPerDay,
+			RequestsPerDay:  k.RequestsPerDay,
+			Budget:          k.Budget,
 			Enabled:         k.Enabled,
 			ExpiresAt:       k.ExpiresAt.UTC(),
 			AllowedBackends: k.AllowedBackends,
@@ -175,6 +181,9 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 		Scopes:          scopes,
 		RateLimit:       s.RateLimit,
 		MaxConcurrency:  s.MaxConcurrency,
+		TokensPerDay:    s.TokensPerDay,
+		RequestsPerDay:  s.RequestsPerDay,
+		Budget:          s.Budget,
 		Enabled:         s.Enabled,
 		ExpiresAt:       s.ExpiresAt,
 		AllowedBackends: s.AllowedBackends,

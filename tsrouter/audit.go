@@ -61,6 +61,13 @@ type record struct {
 	kind string
 	// guard is the guardrail verdicts and entity counts (nil: none ran).
 	guard *guardNote
+	// Usage accounting: the serve's cached and reasoning tokens, whether
+	// the token counts are the serve's (else the router's estimate),
+	// whether the answer was streamed, and the day budgets the request
+	// passed and spends from.
+	cachedTokens, reasoningTokens int
+	usageReported, streamed       bool
+	budgets                       []string
 }
 
 // recorder captures the status and size of a response for the audit line.

@@ -100,7 +100,10 @@ func openAIRelay(q *inference) relay {
 	return relay{
 		run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
 			if q.gate != nil {
-				return gatedOpenAIRelay(w, f, s, q.modelJSON, q.gate)
+				return gatedOpenAIRelay(w, f, s, q.modelJSON, q.gate, q.usageAdded)
+			}
+			if q.usageAdded {
+				return backends.RelayOpenAIWithoutUsage(w, f, s, q.modelJSON)
 			}
 			return backends.RelayOpenAI(w, f, s, q.modelJSON)
 		},

@@ -75,6 +75,7 @@ var (
 	kindAudioMode       = declare(http.StatusUnprocessableEntity, "unsupported_audio_mode")
 	kindRateLimited     = declare(http.StatusTooManyRequests, "rate_limit_exceeded")
 	kindCallerBusy      = declare(http.StatusTooManyRequests, "concurrency_limit_exceeded")
+	kindBudgetExceeded  = declare(http.StatusTooManyRequests, "budget_exceeded")
 	kindInternal        = declare(http.StatusInternalServerError, "internal_error")
 	kindUpstream        = declare(http.StatusBadGateway, "upstream_error")
 	kindBusy            = declare(http.StatusServiceUnavailable, "server_busy")
@@ -162,6 +163,14 @@ var (
 func errRateLimited(retryAfter int) *apiError {
 	s := strconv.Itoa(retryAfter)
 	return &apiError{kind: kindRateLimited, Message: "rate limit exceeded; retry after " + s + "s", RetryAfter: s}
+}
+
+// errBudgetExceeded is 429 for a caller past its day budget: no retry
+// helps before the next UTC day, which Retry-After names.
+func errBudgetExceeded(name string, retryAfter int) *apiError {
+	s := strconv.Itoa(retryAfter)
+	return &apiError{kind: kindBudgetExceeded, Message: "daily budget " + strconv.Quote(name) + " exceeded; it resets in " + s + "s",
+		RetryAfter: s, Permanent: true}
 }
 
 // errModelForbidden names the model the caller's grant does not cover.
@@ -373,9 +382,14 @@ func errorBody(env envelope, typ, msg string) []byte {
 	case envResponses:
 		v = map[string]any{"error": map[string]any{"type": typ, "message": msg, "code": nil}}
 	default:
+		in := inner{Type: typ, Message: msg}
+		if env == envOpenAI && typ == kindBudgetExceeded.Type {
+			// OpenAI SDK users match quota errors on error.code.
+			in.Code = &typ
+		}
 		v = struct {
 			Error inner `json:"error"`
-		}{inner{Type: typ, Message: msg}}
+		}{in}
 	}
 	b, _ := json.Marshal(v)
 	return append(b, '\n')

@@ -298,7 +298,7 @@ func (sg *streamGuard) openAITail() ([]byte, error) {
 
 // gatedOpenAIRelay is RelayOpenAI with the output gate: chunks are
 // re-encoded when their text changes (the model set to the caller's).
-func gatedOpenAIRelay(w io.Writer, f backends.Flusher, s *backends.Stream, modelJSON []byte, sg *streamGuard) (st backends.RelayStats, _ error) {
+func gatedOpenAIRelay(w io.Writer, f backends.Flusher, s *backends.Stream, modelJSON []byte, sg *streamGuard, dropUsage bool) (st backends.RelayStats, _ error) {
 	write := func(data []byte) error {
 		if modelJSON != nil {
 			if a, b, ok := jsonobj.Find(data, "model"); ok {
@@ -329,6 +329,11 @@ func gatedOpenAIRelay(w io.Writer, f backends.Flusher, s *backends.Stream, model
 		}
 		if err != nil {
 			return st, err
+		}
+		if dropUsage && s.UsageOnly() {
+			// The router asked for this chunk (usage accounting); the
+			// caller did not.
+			continue
 		}
 		out, err := sg.openAIChunk(data)
 		if err != nil {

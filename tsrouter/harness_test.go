@@ -39,6 +39,8 @@ type routerOpts struct {
 	writeStall  time.Duration
 	// refuseHostedTools is Options.RefuseHostedTools.
 	refuseHostedTools bool
+	// usage is Options.Usage (usage accounting).
+	usage tsrouter.UsageOptions
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -82,6 +84,7 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		MinBodyRate:          o.minBodyRate,
 		WriteStall:           o.writeStall,
 		RefuseHostedTools:    o.refuseHostedTools,
+		Usage:                o.usage,
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()

@@ -66,6 +66,11 @@ type inference struct {
 	responsesOpts dialect.ResponsesOptions
 	// gate is the streamed answer's output guardrails (nil: none).
 	gate *streamGuard
+	// usageAdded: the router asked an OpenAI serve for the stream's usage
+	// chunk the caller did not ask for; the relay drops it.
+	usageAdded bool
+	// trackTokens: usage accounting wants the serve's token counts.
+	trackTokens bool
 }
 
 // infer runs the pipeline for one caller dialect.
@@ -74,7 +79,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
 	body := w.body
-	q := &inference{body: body, responsesOpts: h.responsesOpts}
+	q := &inference{body: body, responsesOpts: h.responsesOpts, trackTokens: h.usageOn() && !h.noTokenTracking.Load()}
 	if err := a.parse(q); err != nil {
 		return err
 	}
@@ -138,7 +143,9 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	}
 	if prompt+completion > 0 {
 		rec.promptTokens, rec.compTokens = prompt, completion
+		rec.usageReported = true
 	}
+	rec.noteUsage(backends.ReplyUsageObject(reply.Body))
 	rec.decide(served, "served")
 	setOverhead(w.Header(), rec)
 	h.writeReply(w, out)
@@ -202,6 +209,7 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 		return h.upstreamFailed(rec, err)
 	}
 	rec.ttft = time.Since(rec.start)
+	rec.streamed = true
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -270,6 +278,8 @@ func (h *Handler) closeStream(s *backends.Stream, rec *record) {
 	rec.upstreamAll = rec.upstream + s.Waited()
 	if p, c := s.Usage(); p+c > 0 {
 		rec.promptTokens, rec.compTokens = p, c
+		rec.cachedTokens, rec.reasoningTokens = s.UsageDetails()
+		rec.usageReported = true
 	}
 	s.Close()
 }
@@ -327,7 +337,28 @@ func (nativeExchange) open(r *http.Request, rec *record, tier *backends.Tier, _ 
 type openAIServe struct{ nativeExchange }
 
 func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	return budgetRefusal(tier.PrepareOpenAI(q.chat))
+	return askUsage(q)(budgetRefusal(tier.PrepareOpenAI(q.chat)))
+}
+
+// askUsage asks an OpenAI serve for a stream's token usage
+// (stream_options.include_usage) when the caller did not say, so usage
+// accounting has the serve's counts rather than an estimate; the relay
+// then drops the extra chunk. A caller that sent stream_options at all is
+// left as it is.
+func askUsage(q *inference) func([]byte, *backends.Clamp, error) ([]byte, *backends.Clamp, error) {
+	return func(body []byte, clamp *backends.Clamp, err error) ([]byte, *backends.Clamp, error) {
+		if err != nil || !q.stream || !q.trackTokens || q.chat.Has("stream_options") {
+			return body, clamp, err
+		}
+		obj, perr := jsonobj.Parse(body)
+		if perr != nil {
+			return body, clamp, nil
+		}
+		var e jsonobj.Edit
+		e.Set("stream_options", []byte(`{"include_usage":true}`))
+		q.usageAdded = true
+		return obj.Apply(&e), clamp, nil
+	}
 }
 
 // anthropicNative is an Anthropic tier for a Messages caller: the caller's
@@ -389,7 +420,7 @@ func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q 
 type completionsServe struct{}
 
 func (completionsServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	return budgetRefusal(tier.PrepareOpenAI(q.chat))
+	return askUsage(q)(budgetRefusal(tier.PrepareOpenAI(q.chat)))
 }
 
 func (completionsServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {

@@ -80,6 +80,12 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 		outcome, reason = "error", "backend_error_malformed"
 		return errUpstreamFailed
 	}
+	// Embeddings and rerank report prompt tokens only; without them the
+	// input is the router's estimate (about four bytes a token).
+	rec.noteUsage(backends.ReplyUsageObject(reply.Body))
+	if !rec.usageReported {
+		rec.promptTokens = len(body) / 4
+	}
 	h.writeReply(w, reply.Body)
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
 	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	"github.com/anvil-serving/anvil-router/tsrouter/usage"
 )
 
 // Defaults of the process-level limits, as the Python router had them.
@@ -85,6 +86,8 @@ type Options struct {
 	RefuseHostedTools bool
 	// Guardrails is the [guardrails] engine (nil: off).
 	Guardrails *guard.Engine
+	// Usage configures usage accounting and budgets ([admin.stats]).
+	Usage UsageOptions
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -130,6 +133,9 @@ type Handler struct {
 	// guard is the guardrails engine (nil or disabled: none); swapped
 	// whole on reload.
 	guard atomic.Pointer[guard.Engine]
+	// usage counts requests by identity (nil: accounting is off).
+	usage           *usage.Store
+	noTokenTracking atomic.Bool
 }
 
 // New returns the handler.
@@ -195,6 +201,13 @@ func New(opts Options) *Handler {
 	}
 	h.mgmt = make(chan struct{}, managementSlots)
 	h.adminSlots = make(chan struct{}, adminSlots)
+	if !opts.Usage.Disabled {
+		h.usage = opts.Usage.Store
+		if h.usage == nil {
+			h.usage = NewUsageStore(opts.Backends, 0, opts.Usage.Now)
+		}
+		h.noTokenTracking.Store(opts.Usage.NoTokenTracking)
+	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
@@ -300,6 +313,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, errMethod(rt.allow()))
 		return
 	}
+	metered := rt.metered && h.usageOn()
+	if metered {
+		defer h.recordUsage(w, rec)
+	}
 	if rt.body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		body, err := rt.body(h, w, r)
 		if err != nil {
@@ -310,6 +327,12 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 			return
 		}
 		w.body = body
+	}
+	if metered {
+		if err := h.checkBudget(rec); err != nil {
+			h.fail(w, rt.env, err)
+			return
+		}
 	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {

@@ -23,6 +23,8 @@ type Admin struct {
 	AuthEnv string
 	// Auth is [admin.auth] (adminauth.go); Method "" when absent.
 	Auth AdminAuth
+	// Stats is [admin.stats] (stats.go).
+	Stats Stats
 }
 
 var (
@@ -30,8 +32,9 @@ var (
 	keyRecordKeys    = []string{
 		"key", "id", "user_id", "organization_id", "name", "description",
 		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends", "guardrails",
+		"tokens_per_day", "requests_per_day", "budget",
 	}
-	adminTableKeys = []string{"auth_env", "auth"}
+	adminTableKeys = []string{"auth_env", "auth", "stats"}
 )
 
 func parseAPIKeys(t table) APIKeys {
@@ -75,6 +78,15 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	}
 	if n, ok := t.integer("max_concurrency"); ok {
 		r.MaxConcurrency = int(n)
+	}
+	if n, ok := t.integer("tokens_per_day"); ok {
+		r.TokensPerDay = n
+	}
+	if n, ok := t.integer("requests_per_day"); ok {
+		r.RequestsPerDay = n
+	}
+	if s, ok := t.str("budget"); ok {
+		r.Budget = s
 	}
 	if b, ok := t.boolean("enabled"); ok {
 		r.Enabled = &b
@@ -135,7 +147,7 @@ func (t table) stringArray(key string) []string {
 
 func parseAdmin(t table) Admin {
 	t.unknown(adminTableKeys, "[admin]")
-	var a Admin
+	a := Admin{Stats: DefaultStats()}
 	if t.has("auth_env") {
 		a.AuthEnv = t.envName("auth_env")
 	}
@@ -144,6 +156,9 @@ func parseAdmin(t table) Admin {
 		if t.has("auth_env") {
 			t.c.report(t.path.key("auth_env"), "and [admin.auth] both set the admin credential: keep one (auth_env is method \"bearer_token\" with token_env)")
 		}
+	}
+	if st, ok := t.sub("stats"); ok {
+		a.Stats = parseStats(st)
 	}
 	return a
 }

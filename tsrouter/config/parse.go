@@ -91,6 +91,7 @@ func parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 	if k, ok := root.sub("api_keys"); ok {
 		cfg.APIKeys = parseAPIKeys(k)
 	}
+	cfg.Admin = Admin{Stats: DefaultStats()}
 	if a, ok := root.sub("admin"); ok {
 		cfg.Admin = parseAdmin(a)
 	}
