@@ -213,5 +213,5 @@ func (s *Stream) messageModelSpan() jsonobj.Span {
 // RelayOpenAI; a clean end has already relayed message_stop, so the
 // caller writes nothing after it.
 func RelayAnthropic(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
-	return relay(w, f, s, modelJSON)
+	return relay(w, f, s, modelJSON, false)
 }

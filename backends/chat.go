@@ -252,6 +252,32 @@ func ParseUsage(raw []byte) (prompt, completion int) {
 	return intField(raw, "prompt_tokens"), intField(raw, "completion_tokens")
 }
 
+// ParseUsageDetails reads the cached prompt tokens and the reasoning
+// tokens of a usage object: OpenAI's prompt_tokens_details.cached_tokens
+// and completion_tokens_details.reasoning_tokens, or Anthropic's
+// cache_read_input_tokens (zeros for anything missing).
+func ParseUsageDetails(raw []byte) (cached, reasoning int) {
+	if s, e, ok := jsonobj.Find(raw, "prompt_tokens_details"); ok {
+		cached = intField(raw[s:e], "cached_tokens")
+	}
+	if cached == 0 {
+		cached = intField(raw, "cache_read_input_tokens")
+	}
+	if s, e, ok := jsonobj.Find(raw, "completion_tokens_details"); ok {
+		reasoning = intField(raw[s:e], "reasoning_tokens")
+	}
+	return cached, reasoning
+}
+
+// ReplyUsageObject is the raw usage object of a non-streaming reply
+// (nil when there is none).
+func ReplyUsageObject(body []byte) []byte {
+	if s, e, ok := jsonobj.Find(body, "usage"); ok && body[s] == '{' {
+		return body[s:e]
+	}
+	return nil
+}
+
 // intField reads an integer member of a JSON object without decoding the
 // rest: usage is read on every reply. Anything but an integer reads as 0.
 func intField(obj []byte, key string) int {

@@ -28,12 +28,20 @@ type RelayStats struct {
 // "data: [DONE]"), ErrClientGone if the caller left, or an *Error of Kind
 // Interrupted if the stream broke.
 func RelayOpenAI(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
-	return relay(w, f, s, modelJSON)
+	return relay(w, f, s, modelJSON, false)
+}
+
+// RelayOpenAIWithoutUsage is RelayOpenAI for a caller that did not ask
+// for the usage chunk the router asked the serve for: the chunk that
+// carries only usage (empty choices) is read — Usage has it — but not
+// relayed, so the caller gets the stream it asked for.
+func RelayOpenAIWithoutUsage(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
+	return relay(w, f, s, modelJSON, true)
 }
 
 // relay is RelayOpenAI and RelayAnthropic: the stream knows where its
 // events carry the model.
-func relay(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, error) {
+func relay(w io.Writer, f Flusher, s *Stream, modelJSON []byte, dropUsage bool) (RelayStats, error) {
 	var st RelayStats
 	for {
 		ev, data, err := s.Next()
@@ -42,6 +50,9 @@ func relay(w io.Writer, f Flusher, s *Stream, modelJSON []byte) (RelayStats, err
 		}
 		if err != nil {
 			return st, err
+		}
+		if dropUsage && s.usageOnly() {
+			continue
 		}
 		n, werr := writeEvent(w, ev, data, s.modelSpan(), modelJSON, s.rawName())
 		st.Events++

@@ -60,6 +60,15 @@ func (s *Stream) Usage() (prompt, completion int) {
 	return ParseUsage(s.usage)
 }
 
+// UsageDetails returns the cached prompt tokens and reasoning tokens of
+// the serve's last usage report (zeros when it sent none).
+func (s *Stream) UsageDetails() (cached, reasoning int) {
+	if s.anthropic {
+		return s.aUsage.cacheRead, 0
+	}
+	return ParseUsageDetails(s.usage)
+}
+
 // Waited is how long the relay waited on the serve after the first event:
 // with the time to that event, the serve's share of a stream.
 func (s *Stream) Waited() time.Duration { return s.waited }
@@ -226,6 +235,18 @@ func (s *Stream) Next() (event, data []byte, err error) {
 		s.usage = append(s.usage[:0], s.data[u.Start:u.End]...)
 	}
 	return s.ev, s.data, nil
+}
+
+// UsageOnly is usageOnly for relays outside this package (the guardrails'
+// gated relay drops the usage chunk the router asked for, too).
+func (s *Stream) UsageOnly() bool { return s.usageOnly() }
+
+// usageOnly reports whether the current OpenAI chunk carries usage and
+// no choices (the include_usage chunk).
+func (s *Stream) usageOnly() bool {
+	u, c := s.spans[keyUsage], s.spans[keyChoices]
+	return !s.anthropic && u.Found() && s.data[u.Start] == '{' &&
+		(!c.Found() || len(bytes.TrimSpace(bytes.Trim(bytes.TrimSpace(s.data[c.Start:c.End]), "[]"))) == 0)
 }
 
 // The top-level members the relay looks at in every event.

@@ -92,7 +92,12 @@ type APIKey struct {
 	// MaxConcurrency caps the key's requests in flight at once; 0 means
 	// the router's default share.
 	MaxConcurrency int
-	Enabled        bool
+	// TokensPerDay and RequestsPerDay are the key's day budget (UTC days;
+	// 0: none). Budget names a bucket shared with every key and grant
+	// that names it; empty: the key's own.
+	TokensPerDay, RequestsPerDay int64
+	Budget                       string
+	Enabled                      bool
 	// ExpiresAt is when the key stops working; zero means never.
 	ExpiresAt time.Time
 	// AllowedBackends names the backend ids (chat tiers, purpose models,
@@ -101,7 +106,10 @@ type APIKey struct {
 	// case-sensitive allow-list. (Clearing and keeping on update is
 	// KeyUpdate's business.)
 	AllowedBackends []string
-	CreatedAt       time.Time
+	// Guardrails names guardrail providers this key's requests get on
+	// top of those that apply to everyone (never fewer).
+	Guardrails []string
+	CreatedAt  time.Time
 	// Source is SourceConfig, SourceFile or SourceRuntime.
 	Source string
 
@@ -303,6 +311,12 @@ func NewKeySet(keys []APIKey, knownBackends []string) (*KeySet, []string, error)
 		if k.MaxConcurrency < 0 {
 			bad("max_concurrency must be >= 0")
 		}
+		if k.TokensPerDay < 0 || k.RequestsPerDay < 0 {
+			bad("tokens_per_day and requests_per_day must be >= 0")
+		}
+		if len(k.Budget) > 64 {
+			bad("budget name longer than 64 bytes")
+		}
 		if k.RateLimit < 0 {
 			bad("rate_limit must be >= 0")
 		}
@@ -400,6 +414,9 @@ type KeyUpdate struct {
 	Scopes          *[]string  `json:"scopes"`
 	RateLimit       *int       `json:"rate_limit"`
 	MaxConcurrency  *int       `json:"max_concurrency"`
+	TokensPerDay    *int64     `json:"tokens_per_day"`
+	RequestsPerDay  *int64     `json:"requests_per_day"`
+	Budget          *string    `json:"budget"`
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends *[]string  `json:"allowed_backends"`
@@ -428,6 +445,24 @@ func (u KeyUpdate) Apply(k APIKey) (APIKey, error) {
 			return k, errors.New("max_concurrency must be >= 0")
 		}
 		k.MaxConcurrency = *u.MaxConcurrency
+	}
+	if u.TokensPerDay != nil {
+		if *u.TokensPerDay < 0 {
+			return APIKey{}, errors.New("tokens_per_day must be >= 0")
+		}
+		k.TokensPerDay = *u.TokensPerDay
+	}
+	if u.RequestsPerDay != nil {
+		if *u.RequestsPerDay < 0 {
+			return APIKey{}, errors.New("requests_per_day must be >= 0")
+		}
+		k.RequestsPerDay = *u.RequestsPerDay
+	}
+	if u.Budget != nil {
+		if len(*u.Budget) > 64 {
+			return APIKey{}, errors.New("budget name longer than 64 bytes")
+		}
+		k.Budget = *u.Budget
 	}
 	if u.RateLimit != nil {
 		if *u.RateLimit < 0 {

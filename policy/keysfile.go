@@ -24,12 +24,16 @@ type KeyRecord struct {
 	Scopes         []string `toml:"scopes"`
 	RateLimit      int      `toml:"rate_limit"`
 	MaxConcurrency int      `toml:"max_concurrency"`
+	TokensPerDay   int64    `toml:"tokens_per_day"`
+	RequestsPerDay int64    `toml:"requests_per_day"`
+	Budget         string   `toml:"budget"`
 	Enabled        *bool    `toml:"enabled"` // absent: true
 	// ExpiresAt is a TOML offset date-time (2025-12-31T23:59:59Z) or an
 	// RFC 3339 string ("2025-12-31T23:59:59Z", as the seed writes it);
 	// absent: never. A time without an offset is refused as ambiguous.
 	ExpiresAt       any      `toml:"expires_at"`
 	AllowedBackends []string `toml:"allowed_backends"`
+	Guardrails      []string `toml:"guardrails"`
 }
 
 // String never shows the key value.
@@ -71,9 +75,13 @@ func (r KeyRecord) APIKey(source string, lookup func(string) (string, bool)) (AP
 		Scopes:          scopes,
 		RateLimit:       r.RateLimit,
 		MaxConcurrency:  r.MaxConcurrency,
+		TokensPerDay:    r.TokensPerDay,
+		RequestsPerDay:  r.RequestsPerDay,
+		Budget:          r.Budget,
 		Enabled:         r.Enabled == nil || *r.Enabled,
 		ExpiresAt:       exp,
 		AllowedBackends: r.AllowedBackends,
+		Guardrails:      r.Guardrails,
 		Source:          source,
 	}
 	k.SetSecret(secret)
@@ -237,7 +245,7 @@ func keysFileError(err error) error {
 			line, _ := e.Position()
 			keys = append(keys, fmt.Sprintf("%s (line %d)", strings.Join(e.Key(), "."), line))
 		}
-		return fmt.Errorf("api keys file: unknown field(s) %s (want key, id, user_id, organization_id, name, description, scopes, rate_limit, enabled, expires_at, allowed_backends under [[keys]])", strings.Join(keys, ", "))
+		return fmt.Errorf("api keys file: unknown field(s) %s (want key, id, user_id, organization_id, name, description, scopes, rate_limit, enabled, expires_at, allowed_backends, guardrails under [[keys]])", strings.Join(keys, ", "))
 	case errors.As(err, &de):
 		line, col := de.Position()
 		msg := strings.TrimPrefix(de.Error(), "toml: ")

@@ -47,6 +47,15 @@ type Grant struct {
 	// MaxConcurrency caps the caller's requests in flight at once (0 or
 	// absent: the router's default share).
 	MaxConcurrency int `json:"max_concurrency"`
+	// Guardrails names guardrail providers added for this caller (on top
+	// of those that apply to everyone; a grant never removes one).
+	Guardrails []string `json:"guardrails"`
+	// TokensPerDay and RequestsPerDay are the caller's day budget (UTC
+	// days; 0 or absent: none). Budget names a bucket shared by every
+	// caller whose grant names it; empty: the caller's own.
+	TokensPerDay   int64  `json:"tokens_per_day"`
+	RequestsPerDay int64  `json:"requests_per_day"`
+	Budget         string `json:"budget"`
 }
 
 // TailnetRules are the operator's [tailnet] admission settings.
@@ -76,11 +85,30 @@ type Principal struct {
 	// MaxConcurrency is the most generous grant's cap on requests in
 	// flight; 0 means the router's default share.
 	MaxConcurrency int
+	// TokensPerDay, RequestsPerDay and Budget are the grants' day budget:
+	// the most generous grant's limits (0: none), the first budget name.
+	TokensPerDay, RequestsPerDay int64
+	Budget                       string
 	// Key is the API key the request authenticated with, nil if none. Set
 	// it with ApplyKey: a restricted key then also bounds MayUseModel.
 	Key *APIKey
 	// tierOf maps an alias to its tier id for Key's allowed_backends.
 	tierOf func(alias string) string
+	// Guardrails are the guardrail providers the caller's grants name
+	// ("guardrails": [...]): added to those that apply to everyone.
+	Guardrails []string
+}
+
+// GuardrailNames are the guardrail providers the caller's grants and key
+// add to the operator's (never remove).
+func (p *Principal) GuardrailNames() []string {
+	if p.Key == nil || len(p.Key.Guardrails) == 0 {
+		return p.Guardrails
+	}
+	if len(p.Guardrails) == 0 {
+		return p.Key.Guardrails
+	}
+	return append(append([]string(nil), p.Guardrails...), p.Key.Guardrails...)
 }
 
 // Unrestricted is the principal of a listener that has no identity: it
@@ -133,6 +161,20 @@ func Authorize(rules TailnetRules, id *Identity) (*Principal, error) {
 			p.RPM = g.RPM
 		}
 		p.MaxConcurrency = max(p.MaxConcurrency, g.MaxConcurrency)
+		for _, name := range g.Guardrails {
+			if !slices.Contains(p.Guardrails, name) {
+				p.Guardrails = append(p.Guardrails, name)
+			}
+		}
+		if i == 0 || g.TokensPerDay == 0 || (p.TokensPerDay != 0 && g.TokensPerDay > p.TokensPerDay) {
+			p.TokensPerDay = g.TokensPerDay
+		}
+		if i == 0 || g.RequestsPerDay == 0 || (p.RequestsPerDay != 0 && g.RequestsPerDay > p.RequestsPerDay) {
+			p.RequestsPerDay = g.RequestsPerDay
+		}
+		if p.Budget == "" {
+			p.Budget = g.Budget
+		}
 	}
 	return p, nil
 }
@@ -155,6 +197,12 @@ func ParseGrant(raw json.RawMessage) (Grant, error) {
 	}
 	if g.MaxConcurrency < 0 {
 		return Grant{}, errors.New("max_concurrency must be >= 0")
+	}
+	if g.TokensPerDay < 0 || g.RequestsPerDay < 0 {
+		return Grant{}, errors.New("tokens_per_day and requests_per_day must be >= 0")
+	}
+	if len(g.Budget) > 64 {
+		return Grant{}, errors.New("budget name longer than 64 bytes")
 	}
 	for i, m := range g.Models {
 		m = strings.ToLower(strings.TrimSpace(m))

@@ -46,9 +46,13 @@ type storedKey struct {
 	Scopes          []string  `json:"scopes"`
 	RateLimit       int       `json:"rate_limit,omitempty"`
 	MaxConcurrency  int       `json:"max_concurrency,omitempty"`
+	TokensPerDay    int64     `json:"tokens_per_day,omitempty"`
+	RequestsPerDay  int64     `json:"requests_per_day,omitempty"`
+	Budget          string    `json:"budget,omitempty"`
 	Enabled         bool      `json:"enabled"`
 	ExpiresAt       time.Time `json:"expires_at,omitzero"`
 	AllowedBackends []string  `json:"allowed_backends,omitempty"`
+	Guardrails      []string  `json:"guardrails,omitempty"`
 	CreatedAt       time.Time `json:"created_at,omitzero"`
 	SHA256          string    `json:"sha256"`
 	Last4           string    `json:"last4,omitempty"`
@@ -129,9 +133,13 @@ func SaveKeyStore(path string, keys []policy.APIKey) error {
 			Scopes:          make([]string, len(k.Scopes)),
 			RateLimit:       k.RateLimit,
 			MaxConcurrency:  k.MaxConcurrency,
+			TokensPerDay:    k.TokensPerDay,
+			RequestsPerDay:  k.RequestsPerDay,
+			Budget:          k.Budget,
 			Enabled:         k.Enabled,
 			ExpiresAt:       k.ExpiresAt.UTC(),
 			AllowedBackends: k.AllowedBackends,
+			Guardrails:      k.Guardrails,
 			CreatedAt:       k.CreatedAt.UTC(),
 			SHA256:          hex.EncodeToString(k.Digest[:]),
 			Last4:           k.Last4,
@@ -173,9 +181,13 @@ func (s storedKey) apiKey() (policy.APIKey, error) {
 		Scopes:          scopes,
 		RateLimit:       s.RateLimit,
 		MaxConcurrency:  s.MaxConcurrency,
+		TokensPerDay:    s.TokensPerDay,
+		RequestsPerDay:  s.RequestsPerDay,
+		Budget:          s.Budget,
 		Enabled:         s.Enabled,
 		ExpiresAt:       s.ExpiresAt,
 		AllowedBackends: s.AllowedBackends,
+		Guardrails:      s.Guardrails,
 		CreatedAt:       s.CreatedAt,
 		Source:          policy.SourceRuntime,
 		Last4:           s.Last4,

@@ -22,16 +22,21 @@ type keyView struct {
 	Scopes          []string   `json:"scopes"`
 	RateLimit       int        `json:"rate_limit,omitempty"`
 	MaxConcurrency  int        `json:"max_concurrency,omitempty"`
+	TokensPerDay    int64      `json:"tokens_per_day,omitempty"`
+	RequestsPerDay  int64      `json:"requests_per_day,omitempty"`
+	Budget          string     `json:"budget,omitempty"`
 	Enabled         bool       `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
+	Guardrails      []string   `json:"guardrails,omitempty"`
 	CreatedAt       *time.Time `json:"created_at,omitempty"`
 	Source          string     `json:"source"`
 }
 
 func viewOf(k policy.APIKey, secret string) keyView {
 	v := keyView{ID: k.ID, Key: k.Masked(), UserID: k.UserID, OrganizationID: k.OrganizationID, Name: k.Name,
-		Description: k.Description, RateLimit: k.RateLimit, MaxConcurrency: k.MaxConcurrency, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Source: k.Source}
+		Description: k.Description, RateLimit: k.RateLimit, MaxConcurrency: k.MaxConcurrency, Enabled: k.Enabled, AllowedBackends: k.AllowedBackends, Guardrails: k.Guardrails, Source: k.Source,
+		TokensPerDay: k.TokensPerDay, RequestsPerDay: k.RequestsPerDay, Budget: k.Budget}
 	if secret != "" {
 		v.Key = secret
 	}
@@ -152,9 +157,15 @@ type createKeyRequest struct {
 	Scopes          []string   `json:"scopes"`
 	RateLimit       int        `json:"rate_limit"`
 	MaxConcurrency  int        `json:"max_concurrency"`
+	TokensPerDay    int64      `json:"tokens_per_day"`
+	RequestsPerDay  int64      `json:"requests_per_day"`
+	Budget          string     `json:"budget"`
 	Enabled         *bool      `json:"enabled"`
 	ExpiresAt       *time.Time `json:"expires_at"`
 	AllowedBackends []string   `json:"allowed_backends"`
+	// Guardrails names providers this key's requests get on top of the
+	// operator's.
+	Guardrails []string `json:"guardrails"`
 }
 
 func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
@@ -176,7 +187,7 @@ func (h *Handler) createKey(w *recorder, r *http.Request, rec *record) error {
 	}
 	k := policy.APIKey{ID: req.ID, UserID: req.UserID, OrganizationID: req.OrganizationID, Name: req.Name,
 		Description: req.Description, Scopes: scopes, RateLimit: req.RateLimit, MaxConcurrency: req.MaxConcurrency, Enabled: req.Enabled == nil || *req.Enabled,
-		AllowedBackends: req.AllowedBackends}
+		AllowedBackends: req.AllowedBackends, Guardrails: req.Guardrails, TokensPerDay: req.TokensPerDay, RequestsPerDay: req.RequestsPerDay, Budget: req.Budget}
 	if req.ExpiresAt != nil {
 		k.ExpiresAt = *req.ExpiresAt
 	}

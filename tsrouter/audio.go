@@ -124,6 +124,13 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 	if aerr != nil {
 		return aerr
 	}
+	if purpose == "tts" {
+		// Input stage: the text to speak.
+		if call.body, err = h.audioText(r.Context(), rec, call.body, "input"); err != nil {
+			reason, outcome = "guardrail_blocked", "blocked"
+			return err
+		}
+	}
 	reply, err := route.Post(r.Context(), call.path, call.contentType, call.accept, call.body, int64(g.limits.MaxOutputBytes))
 	if err != nil {
 		reason, outcome, aerr = audioFailure(err, purpose)
@@ -142,6 +149,13 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 	if out == nil {
 		outcome = "error"
 		return errAudioUpstream.withDetail("audio upstream: unusable reply (" + reason + ")")
+	}
+	if purpose == "stt" {
+		// Input stage: the transcript is the caller's words, as text.
+		if out, err = h.audioText(r.Context(), rec, out, "text"); err != nil {
+			reason, outcome = "guardrail_blocked", "blocked"
+			return err
+		}
 	}
 	outcome = "served"
 	h.writeReply(w, out)
@@ -186,6 +200,7 @@ func (h *Handler) recordAudio(w *recorder, rec *record, purpose string, route *b
 		Attempts:     []telemetry.Attempt{{TierID: route.ID, Succeeded: outcome == "served", Reason: reason, Outcome: outcome}},
 		RequestBytes: int64(rec.requestBytes), ResponseBytes: w.bytes, LatencyMS: float64(time.Since(rec.start).Microseconds()) / 1000,
 		RequestID: rec.requestID, WorkbenchRunID: rec.workbenchRunID, TaskID: rec.taskID, UnixTS: float64(rec.start.UnixMicro()) / 1e6,
+		Guardrails: rec.guard.verdictList(), GuardrailEntities: rec.guard.entityCounts(),
 	})
 }
 

@@ -59,6 +59,15 @@ type record struct {
 	requestBytes             int
 	// kind is the decision record's kind ("" is chat).
 	kind string
+	// guard is the guardrail verdicts and entity counts (nil: none ran).
+	guard *guardNote
+	// Usage accounting: the serve's cached and reasoning tokens, whether
+	// the token counts are the serve's (else the router's estimate),
+	// whether the answer was streamed, and the day budgets the request
+	// passed and spends from.
+	cachedTokens, reasoningTokens int
+	usageReported, streamed       bool
+	budgets                       []string
 }
 
 // recorder captures the status and size of a response for the audit line.
@@ -147,6 +156,9 @@ func (h *Handler) audit(w *recorder, r *http.Request) {
 	}
 	if rec.events > 0 {
 		attrs = append(attrs, slog.Int("events", rec.events))
+	}
+	if g := rec.guard.String(); g != "" {
+		attrs = append(attrs, slog.String("guardrails", g))
 	}
 	if rec.detail != "" {
 		attrs = append(attrs, slog.String("detail", rec.detail))

@@ -99,6 +99,12 @@ func openAIReply(q *inference, body []byte) ([]byte, int, int, error) {
 func openAIRelay(q *inference) relay {
 	return relay{
 		run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
+			if q.gate != nil {
+				return gatedOpenAIRelay(w, f, s, q.modelJSON, q.gate, q.usageAdded)
+			}
+			if q.usageAdded {
+				return backends.RelayOpenAIWithoutUsage(w, f, s, q.modelJSON)
+			}
 			return backends.RelayOpenAI(w, f, s, q.modelJSON)
 		},
 		done:       sseDone,
@@ -253,10 +259,13 @@ var messagesAPI = &callerAPI{
 	},
 	relay: func(q *inference) relay {
 		if !q.passthrough {
-			return translatedRelay(dialect.NewAnthropicStream(q.info.Model, q.info))
+			return translatedRelay(dialect.NewAnthropicStream(q.info.Model, q.info), q)
 		}
 		return relay{
 			run: func(w io.Writer, f backends.Flusher, s *backends.Stream) (backends.RelayStats, error) {
+				if q.gate != nil {
+					return gatedAnthropicRelay(w, f, s, q.modelJSON, q.gate)
+				}
 				return backends.RelayAnthropic(w, f, s, q.modelJSON)
 			},
 			// message_stop was relayed: nothing follows a clean end.
@@ -285,7 +294,7 @@ var responsesAPI = &callerAPI{
 		return out, p, c, err
 	},
 	relay: func(q *inference) relay {
-		return translatedRelay(dialect.NewResponsesStream(q.info))
+		return translatedRelay(dialect.NewResponsesStream(q.info), q)
 	},
 }
 

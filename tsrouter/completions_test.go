@@ -260,7 +260,7 @@ func TestCompletionsRelayIsByteExact(t *testing.T) {
 				"data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"served-model\",\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,\"finish_reason\":\"stop\",\"stop_reason\":\"\\n\\n\"}]}\n\n" +
 				"data: {\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"created\":1,\"model\":\"served-model\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n" +
 				"data: [DONE]\n\n",
-			body: `{"model":"LLM.Primary","prompt":"x","suffix":"y","stream":true}`,
+			body: `{"model":"LLM.Primary","prompt":"x","suffix":"y","stream":true,"stream_options":{"include_usage":true}}`,
 		},
 	}
 	for _, tc := range tests {

@@ -34,10 +34,12 @@ func (h *Handler) recordChat(w *recorder, rec *record) {
 		kind = "chat"
 	}
 	h.decisions.Record(telemetry.Decision{
-		Kind:          kind,
-		Route:         rec.alias,
-		RequestedTier: rec.tier,
-		ServedTier:    served,
+		Guardrails:        rec.guard.verdictList(),
+		GuardrailEntities: rec.guard.entityCounts(),
+		Kind:              kind,
+		Route:             rec.alias,
+		RequestedTier:     rec.tier,
+		ServedTier:        served,
 		Attempts: []telemetry.Attempt{{
 			TierID: rec.tier, Succeeded: rec.outcome == "served", Reason: rec.reason,
 			PromptTokens: rec.promptTokens, CompletionTokens: rec.compTokens, Outcome: rec.outcome,

@@ -75,12 +75,16 @@ var (
 	kindAudioMode       = declare(http.StatusUnprocessableEntity, "unsupported_audio_mode")
 	kindRateLimited     = declare(http.StatusTooManyRequests, "rate_limit_exceeded")
 	kindCallerBusy      = declare(http.StatusTooManyRequests, "concurrency_limit_exceeded")
+	kindBudgetExceeded  = declare(http.StatusTooManyRequests, "budget_exceeded")
 	kindInternal        = declare(http.StatusInternalServerError, "internal_error")
 	kindUpstream        = declare(http.StatusBadGateway, "upstream_error")
 	kindBusy            = declare(http.StatusServiceUnavailable, "server_busy")
 	kindExhausted       = declare(http.StatusServiceUnavailable, "service_unavailable") // status: [router].exhaustion_status
 	kindTransitionFail  = declare(http.StatusServiceUnavailable, "transition_failed")
 	kindUpstreamTimeout = declare(http.StatusGatewayTimeout, "upstream_timeout")
+	// A guardrail blocked the request: the same request is blocked again,
+	// so no retry (X-Should-Retry: false, as for every 4xx).
+	kindGuardBlocked = declare(http.StatusBadRequest, "guardrail_blocked")
 )
 
 // apiError is a failure as the caller sees it.
@@ -165,6 +169,14 @@ func errRateLimited(retryAfter int) *apiError {
 	return &apiError{kind: kindRateLimited, Message: "rate limit exceeded; retry after " + s + "s", RetryAfter: s}
 }
 
+// errBudgetExceeded is 429 for a caller past its day budget: no retry
+// helps before the next UTC day, which Retry-After names.
+func errBudgetExceeded(name string, retryAfter int) *apiError {
+	s := strconv.Itoa(retryAfter)
+	return &apiError{kind: kindBudgetExceeded, Message: "daily budget " + strconv.Quote(name) + " exceeded; it resets in " + s + "s",
+		RetryAfter: s, Permanent: true}
+}
+
 // errModelForbidden names the model the caller's grant does not cover.
 func errModelForbidden(model string) *apiError {
 	return newError(kindForbidden, "model "+strconv.Quote(model)+" is not permitted for this caller")
@@ -175,6 +187,20 @@ func errModelForbidden(model string) *apiError {
 func errNoCompletions(model string) *apiError {
 	return newError(kindBadRequest, "model "+strconv.Quote(model)+
 		" is served by an Anthropic-dialect tier, which has no text completions endpoint; use /v1/chat/completions or /v1/messages for it")
+}
+
+// errGuardBlocked refuses a request a guardrail blocked, naming the
+// provider and the category (and a webhook's message), never the text.
+func errGuardBlocked(provider, category, message string) *apiError {
+	return newError(kindGuardBlocked, guardBlockedMessage(provider, category, message))
+}
+
+func guardBlockedMessage(provider, category, message string) string {
+	msg := "blocked by guardrail " + strconv.Quote(provider) + " (category " + strconv.Quote(category) + ")"
+	if message != "" {
+		msg += ": " + message
+	}
+	return msg
 }
 
 // errNoRoute never echoes the path: a caller may have put a secret in it.
@@ -360,9 +386,14 @@ func errorBody(env envelope, typ, msg string) []byte {
 	case envResponses:
 		v = map[string]any{"error": map[string]any{"type": typ, "message": msg, "code": nil}}
 	default:
+		in := inner{Type: typ, Message: msg}
+		if env == envOpenAI && typ == kindBudgetExceeded.Type {
+			// OpenAI SDK users match quota errors on error.code.
+			in.Code = &typ
+		}
 		v = struct {
 			Error inner `json:"error"`
-		}{inner{Type: typ, Message: msg}}
+		}{in}
 	}
 	b, _ := json.Marshal(v)
 	return append(b, '\n')
@@ -379,5 +410,18 @@ func streamErrorFrame(env envelope) []byte {
 		return []byte("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n")
 	default:
 		return []byte("data: {\"error\":{\"type\":\"upstream_error\",\"message\":\"stream interrupted\"}}\n\n")
+	}
+}
+
+// guardStreamFrame ends a stream a guardrail blocked mid-answer: the
+// caller dialect's error event, never a clean end.
+func guardStreamFrame(env envelope, provider, category, message string) []byte {
+	msg, _ := json.Marshal(guardBlockedMessage(provider, category, message))
+	inner := `{"type":"` + kindGuardBlocked.Type + `","message":` + string(msg) + `}`
+	switch env {
+	case envAnthropic, envResponses:
+		return []byte("event: error\ndata: {\"type\":\"error\",\"error\":" + inner + "}\n\n")
+	default:
+		return []byte("data: {\"error\":" + inner + "}\n\n")
 	}
 }

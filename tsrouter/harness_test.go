@@ -39,6 +39,8 @@ type routerOpts struct {
 	writeStall  time.Duration
 	// refuseHostedTools is Options.RefuseHostedTools.
 	refuseHostedTools bool
+	// usage is Options.Usage (usage accounting).
+	usage tsrouter.UsageOptions
 }
 
 // newHandler builds the router's handler for a config; the serve keys
@@ -84,11 +86,19 @@ func newHandler(t testing.TB, toml string, o routerOpts, log *slog.Logger) *tsro
 		RefuseHostedTools:    o.refuseHostedTools,
 		WebUIPrefix:          cfg.WebUI.Prefix(),
 		ConfigView:           cfg.View(),
+		Usage:                o.usage,
 	})
 	t.Cleanup(func() {
 		set.CloseIdle()
 		h.Close()
 	})
+	if cfg.Guardrails.Enabled {
+		eng, err := h.NewGuardrails(cfg.Guardrails, func(k string) string { return o.env[k] })
+		if err != nil {
+			t.Fatalf("guardrails: %v", err)
+		}
+		h.SetGuardrails(eng)
+	}
 	return h
 }
 

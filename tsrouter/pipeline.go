@@ -13,6 +13,7 @@ import (
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/backends/jsonobj"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
+	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 )
 
 // The inference pipeline. Chat Completions, Messages, Responses and text
@@ -63,6 +64,13 @@ type inference struct {
 	promptMax int
 	// responsesOpts are the operator's choices for a Responses request.
 	responsesOpts dialect.ResponsesOptions
+	// gate is the streamed answer's output guardrails (nil: none).
+	gate *streamGuard
+	// usageAdded: the router asked an OpenAI serve for the stream's usage
+	// chunk the caller did not ask for; the relay drops it.
+	usageAdded bool
+	// trackTokens: usage accounting wants the serve's token counts.
+	trackTokens bool
 }
 
 // infer runs the pipeline for one caller dialect.
@@ -71,7 +79,7 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
 	body := w.body
-	q := &inference{body: body, responsesOpts: h.responsesOpts}
+	q := &inference{body: body, responsesOpts: h.responsesOpts, trackTokens: h.usageOn() && !h.noTokenTracking.Load()}
 	if err := a.parse(q); err != nil {
 		return err
 	}
@@ -101,6 +109,9 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 		return err
 	}
 	// Input stage: the request is parsed and authorized, nothing sent.
+	if err := h.inputStage(r.Context(), rec, q, a); err != nil {
+		return err
+	}
 	lease, err := h.admit(r, rec, tier, q)
 	if err != nil {
 		return err
@@ -122,13 +133,19 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	}
 	// Output stage (non-streamed): the serve's whole reply, before the
 	// caller sees it.
-	out, prompt, completion, err := a.reply(q, reply.Body)
+	body, err = h.outputReply(r.Context(), rec, q, reply.Body, q.passthrough && a.native == "anthropic")
+	if err != nil {
+		return err
+	}
+	out, prompt, completion, err := a.reply(q, body)
 	if err != nil {
 		return h.upstreamFailed(rec, errUntranslatable)
 	}
 	if prompt+completion > 0 {
 		rec.promptTokens, rec.compTokens = prompt, completion
+		rec.usageReported = true
 	}
+	rec.noteUsage(backends.ReplyUsageObject(reply.Body))
 	rec.decide(served, "served")
 	setOverhead(w.Header(), rec)
 	h.writeReply(w, out)
@@ -192,6 +209,7 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 		return h.upstreamFailed(rec, err)
 	}
 	rec.ttft = time.Since(rec.start)
+	rec.streamed = true
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
@@ -200,12 +218,14 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	w.WriteHeader(http.StatusOK)
 	defer h.closeStream(s, rec)
 	// Output stage (streamed): the relay's run function sees every serve
-	// event before the caller does.
+	// event before the caller does; with guardrails, through q.gate.
+	q.gate = h.streamGuardFor(r.Context(), rec, q)
 	rl := a.relay(q)
 	out := newStallWriter(w, h.writeStall)
 	defer out.done()
 	st, err := rl.run(out, out, s)
 	rec.events = st.Events
+	var blocked *guard.BlockError
 	switch {
 	case err == nil:
 		if rl.done != nil {
@@ -219,6 +239,13 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	case errors.Is(err, backends.ErrClientGone):
 		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected; upstream cancelled"
+	case errors.As(err, &blocked):
+		// Never a clean end: the dialect's error event, the upstream
+		// cancelled by closeStream.
+		out.Write(guardStreamFrame(a.env, blocked.Provider, blocked.Category, blocked.Message))
+		out.Flush()
+		rec.decide("guardrail_blocked", "blocked")
+		rec.detail = "output blocked mid-stream by guardrail " + blocked.Provider + " (category " + blocked.Category + "); upstream cancelled"
 	default:
 		out.Write(rl.errorEvent())
 		out.Flush()
@@ -251,6 +278,8 @@ func (h *Handler) closeStream(s *backends.Stream, rec *record) {
 	rec.upstreamAll = rec.upstream + s.Waited()
 	if p, c := s.Usage(); p+c > 0 {
 		rec.promptTokens, rec.compTokens = p, c
+		rec.cachedTokens, rec.reasoningTokens = s.UsageDetails()
+		rec.usageReported = true
 	}
 	s.Close()
 }
@@ -308,7 +337,28 @@ func (nativeExchange) open(r *http.Request, rec *record, tier *backends.Tier, _ 
 type openAIServe struct{ nativeExchange }
 
 func (openAIServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	return budgetRefusal(tier.PrepareOpenAI(q.chat))
+	return askUsage(q)(budgetRefusal(tier.PrepareOpenAI(q.chat)))
+}
+
+// askUsage asks an OpenAI serve for a stream's token usage
+// (stream_options.include_usage) when the caller did not say, so usage
+// accounting has the serve's counts rather than an estimate; the relay
+// then drops the extra chunk. A caller that sent stream_options at all is
+// left as it is.
+func askUsage(q *inference) func([]byte, *backends.Clamp, error) ([]byte, *backends.Clamp, error) {
+	return func(body []byte, clamp *backends.Clamp, err error) ([]byte, *backends.Clamp, error) {
+		if err != nil || !q.stream || !q.trackTokens || q.chat.Has("stream_options") {
+			return body, clamp, err
+		}
+		obj, perr := jsonobj.Parse(body)
+		if perr != nil {
+			return body, clamp, nil
+		}
+		var e jsonobj.Edit
+		e.Set("stream_options", []byte(`{"include_usage":true}`))
+		q.usageAdded = true
+		return obj.Apply(&e), clamp, nil
+	}
 }
 
 // anthropicNative is an Anthropic tier for a Messages caller: the caller's
@@ -370,7 +420,7 @@ func (anthropicServe) open(r *http.Request, rec *record, tier *backends.Tier, q 
 type completionsServe struct{}
 
 func (completionsServe) prepare(tier *backends.Tier, q *inference) ([]byte, *backends.Clamp, error) {
-	return budgetRefusal(tier.PrepareOpenAI(q.chat))
+	return askUsage(q)(budgetRefusal(tier.PrepareOpenAI(q.chat)))
 }
 
 func (completionsServe) complete(r *http.Request, rec *record, tier *backends.Tier, _ *inference, body []byte) (*backends.Reply, error) {
@@ -428,13 +478,23 @@ type eventTranslator interface {
 
 // translatedRelay relays the serve's OpenAI chunks through tr, one
 // caller event (or several) per serve event.
-func translatedRelay(tr eventTranslator) relay {
+func translatedRelay(tr eventTranslator, q *inference) relay {
 	run := func(w io.Writer, f backends.Flusher, s *backends.Stream) (st backends.RelayStats, _ error) {
 		if _, err := w.Write(tr.Start()); err != nil {
 			return st, backends.ErrClientGone
 		}
 		for {
 			_, data, err := s.Next()
+			if err == io.EOF && q.gate != nil {
+				tail, gerr := q.gate.openAITail()
+				if gerr != nil {
+					return st, gerr
+				}
+				if tail != nil {
+					out, _ := tr.Chunk(tail)
+					w.Write(out)
+				}
+			}
 			if err == io.EOF {
 				w.Write(tr.Finish())
 				f.Flush()
@@ -442,6 +502,14 @@ func translatedRelay(tr eventTranslator) relay {
 			}
 			if err != nil {
 				return st, err
+			}
+			if q.gate != nil {
+				if data, err = q.gate.openAIChunk(data); err != nil {
+					return st, err
+				}
+				if data == nil {
+					continue
+				}
 			}
 			out, err := tr.Chunk(data)
 			st.Events++

@@ -46,6 +46,10 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 		return errModelForbidden(model)
 	}
 	rec.alias, rec.tier = kind, p.ID
+	// Input stage: the texts to embed or rank, before the serve.
+	if body, err = h.purposeInput(r.Context(), rec, req, body); err != nil {
+		return err
+	}
 	reply, err := p.Relay(r.Context(), body)
 	outcome, reason := "served", "served"
 	defer func() {
@@ -54,6 +58,7 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 			Attempts:     []telemetry.Attempt{{TierID: p.ID, Succeeded: outcome == "served", Reason: reason, Outcome: outcome}},
 			RequestBytes: int64(len(body)), ResponseBytes: w.bytes, LatencyMS: float64(time.Since(rec.start).Microseconds()) / 1000,
 			RequestID: rec.requestID, WorkbenchRunID: rec.workbenchRunID, TaskID: rec.taskID, UnixTS: float64(rec.start.UnixMicro()) / 1e6,
+			Guardrails: rec.guard.verdictList(), GuardrailEntities: rec.guard.entityCounts(),
 		})
 	}()
 	var be *backends.Error
@@ -74,6 +79,12 @@ func (h *Handler) purpose(w *recorder, r *http.Request, rec *record, kind string
 	if b := bytes.TrimSpace(reply.Body); len(b) == 0 || b[0] != '{' || !jsonobj.Valid(b) {
 		outcome, reason = "error", "backend_error_malformed"
 		return errUpstreamFailed
+	}
+	// Embeddings and rerank report prompt tokens only; without them the
+	// input is the router's estimate (about four bytes a token).
+	rec.noteUsage(backends.ReplyUsageObject(reply.Body))
+	if !rec.usageReported {
+		rec.promptTokens = len(body) / 4
 	}
 	h.writeReply(w, reply.Body)
 	return nil

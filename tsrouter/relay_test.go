@@ -51,7 +51,9 @@ func TestStreamPassthroughIsByteExact(t *testing.T) {
 	_, url := startRaw(t, "text/event-stream", upstream)
 	base := startRouter(t, oneTier(url, ""), routerOpts{})
 
-	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"LLM.Primary","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	// The caller asks for the usage chunk (one the caller did not ask for
+	// is the router's own and is not relayed: TestUsageAskedOfTheServe).
+	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"LLM.Primary","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}`)
 	got := readAll(t, resp)
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, got)

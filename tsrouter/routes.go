@@ -64,6 +64,9 @@ type route struct {
 	// at, if set, is the pattern under this config (the UI's
 	// configurable prefix); pattern is its default.
 	at func(h *Handler, pattern string) string
+	// metered routes run a model: usage accounting counts them and the
+	// caller's day budget gates them.
+	metered bool
 }
 
 // bodyReader reads a route's request body with its limits.
@@ -89,7 +92,7 @@ func routes() []*route {
 	get := func(f serveFunc) map[string]serveFunc { return map[string]serveFunc{http.MethodGet: f} }
 	post := func(f serveFunc) map[string]serveFunc { return map[string]serveFunc{http.MethodPost: f} }
 	inference := func(pattern string, env envelope, f serveFunc) *route {
-		return &route{pattern: pattern, methods: post(f), env: env, class: policy.PathInference, advertise: true, body: apiBody}
+		return &route{pattern: pattern, methods: post(f), env: env, class: policy.PathInference, advertise: true, body: apiBody, metered: true}
 	}
 	metadata := func(pattern string, f serveFunc) *route {
 		return &route{pattern: pattern, methods: get(f), env: envGeneric, class: policy.PathMetadata, noStore: true, advertise: true}
@@ -128,11 +131,11 @@ func routes() []*route {
 		inference("/v1/chat/completions", envOpenAI, (*Handler).chat),
 		inference("/v1/completions", envOpenAI, (*Handler).completions),
 		inference("/v1/messages", envAnthropic, (*Handler).messages),
-		inference("/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens),
+		unmetered(inference("/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens)),
 		inference("/v1/responses", envResponses, (*Handler).responses),
 		// Anthropic clients whose base URL ends in /anthropic.
 		inference("/anthropic/v1/messages", envAnthropic, (*Handler).messages),
-		inference("/anthropic/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens),
+		unmetered(inference("/anthropic/v1/messages/count_tokens", envAnthropic, (*Handler).countTokens)),
 		purpose("/v1/embeddings", "embedding"),
 		purpose("/v1/rerank", "rerank"),
 		audio("/v1/audio/transcriptions", "stt"),
@@ -167,7 +170,20 @@ func routes() []*route {
 		ui("/webui/{page...}", (*Handler).serveUI, (*Handler).uiServed),
 		ui("/ui", (*Handler).serveUIRedirect, (*Handler).uiRedirects),
 		ui("/ui/{rest...}", (*Handler).serveUIRedirect, (*Handler).uiRedirects),
+		admin("/admin/guardrails", get((*Handler).serveGuardrails)),
+		usageView(admin("/admin/stats", get((*Handler).serveAdminStats))),
+		usageView(admin("/admin/stats/usage", get((*Handler).serveStatsUsage))),
+		usageView(admin("/admin/stats/reset", post((*Handler).resetStats))),
+		usageView(&route{pattern: "/v1/usage", methods: get((*Handler).serveMyUsage), env: envGeneric, class: policy.PathModels, noStore: true, advertise: true}),
 	}
+}
+
+func unmetered(rt *route) *route { rt.metered = false; return rt }
+
+// usageView is a route that exists while usage accounting is on.
+func usageView(rt *route) *route {
+	rt.configured = func(h *Handler) bool { return h.usageOn() }
+	return rt
 }
 
 func advertised(rt *route) *route { rt.advertise = true; return rt }

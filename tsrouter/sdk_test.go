@@ -86,8 +86,24 @@ user_id = "sdk-tests"
 organization_id = "anvil"
 scopes = ["read", "write"]
 rate_limit = 60
+
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "house-rules"
+type = "rules"
+stages = ["input"]
+[[guardrails.providers.options.rules]]
+name = "canary"
+keywords = ["` + sdkGuardWord + `"]
+action = "block"
+category = "confidential"
 `
 }
+
+// sdkGuardWord is the word the config's guardrail blocks.
+const sdkGuardWord = "nightingale-canary"
 
 // TestNodeSDK runs the official openai and @anthropic-ai/sdk Node clients
 // (tsrouter/testdata/sdk, node:test) against a real router and real fake
@@ -143,6 +159,7 @@ func TestNodeSDK(t *testing.T) {
 		"ANVIL_FIM_PROMPT="+sdkFIMPrompt,
 		"ANVIL_FIM_SUFFIX="+sdkFIMSuffix,
 		"ANVIL_FIM_TEXT="+strings.Join(fakeserve.FIMDeltas(sdkFIMPrompt, sdkFIMSuffix), ""),
+		"ANVIL_GUARD_WORD="+sdkGuardWord,
 	)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()

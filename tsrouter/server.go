@@ -13,12 +13,15 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
 	"github.com/anvil-serving/anvil-router/policy"
 	"github.com/anvil-serving/anvil-router/tsrouter/dialect"
+	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	"github.com/anvil-serving/anvil-router/tsrouter/usage"
 	"github.com/anvil-serving/anvil-router/tsrouter/webui"
 )
 
@@ -88,6 +91,10 @@ type Options struct {
 	// ConfigView is what GET /admin/config shows: the effective config
 	// with secrets as variable names only (config.Config.View).
 	ConfigView any
+	// Guardrails is the [guardrails] engine (nil: off).
+	Guardrails *guard.Engine
+	// Usage configures usage accounting and budgets ([admin.stats]).
+	Usage UsageOptions
 }
 
 // DefaultExhaustionRetryAfter is the default Retry-After of the
@@ -134,6 +141,12 @@ type Handler struct {
 	// GET /admin/config's view of the config.
 	ui         *webui.UI
 	configView any
+	// guard is the guardrails engine (nil or disabled: none); swapped
+	// whole on reload.
+	guard atomic.Pointer[guard.Engine]
+	// usage counts requests by identity (nil: accounting is off).
+	usage           *usage.Store
+	noTokenTracking atomic.Bool
 }
 
 // New returns the handler.
@@ -173,6 +186,7 @@ func New(opts Options) *Handler {
 	if opts.RefuseHostedTools {
 		h.responsesOpts.Hosted = dialect.HostedRefuse
 	}
+	h.guard.Store(opts.Guardrails)
 	switch ra := opts.ExhaustionRetryAfter; {
 	case ra == 0:
 		h.exhaustionRetryAfter = itoa(int(DefaultExhaustionRetryAfter / time.Second))
@@ -198,6 +212,13 @@ func New(opts Options) *Handler {
 	}
 	h.mgmt = make(chan struct{}, managementSlots)
 	h.adminSlots = make(chan struct{}, adminSlots)
+	if !opts.Usage.Disabled {
+		h.usage = opts.Usage.Store
+		if h.usage == nil {
+			h.usage = NewUsageStore(opts.Backends, 0, opts.Usage.Now)
+		}
+		h.noTokenTracking.Store(opts.Usage.NoTokenTracking)
+	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.initWebUI(opts.WebUIPrefix)
 	h.configView = opts.ConfigView
@@ -305,6 +326,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, errMethod(rt.allow()))
 		return
 	}
+	metered := rt.metered && h.usageOn()
+	if metered {
+		defer h.recordUsage(w, rec)
+	}
 	if rt.body != nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		body, err := rt.body(h, w, r)
 		if err != nil {
@@ -319,6 +344,12 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	if err := h.checkBrowserWrite(r, rec, rt, w.body); err != nil {
 		h.fail(w, rt.env, err)
 		return
+	}
+	if metered {
+		if err := h.checkBudget(rec); err != nil {
+			h.fail(w, rt.env, err)
+			return
+		}
 	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/anvil-serving/anvil-router/tsrouter/config"
 	"github.com/anvil-serving/anvil-router/tsrouter/sandbox"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
+	usagestore "github.com/anvil-serving/anvil-router/tsrouter/usage"
 )
 
 // commonFlags are shared by every command that reads a config and logs.
@@ -113,28 +114,40 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	defer set.CloseIdle()
 	defer h.Close()
+	if stopStats := keepStats(cfg, h.Usage(), log); stopStats != nil {
+		// After the drain: the final snapshot counts the last requests.
+		defer stopStats()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
-	if keys := h.Keys(); keys != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	keys := h.Keys()
+	if keys != nil {
 		go keys.Watch(ctx, 2*time.Second)
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
-				// SIGHUP also re-reads the config's [api_keys] section.
-				next, err := config.Load(path)
-				if err != nil {
-					log.Error("SIGHUP: config not re-read; keys stay as they are", "err", err)
-					continue
-				}
+	}
+	go func() {
+		for range hup {
+			// SIGHUP re-reads the config's [guardrails] and [api_keys]
+			// sections; a bad one keeps the previous one in force.
+			next, err := config.Load(path)
+			if err != nil {
+				log.Error("SIGHUP: config not re-read; keys and guardrails stay as they are", "err", err)
+				continue
+			}
+			reloadGuardrails(h, next, log)
+			if keys != nil {
 				if err := keys.UpdateConfig(next.APIKeys); err != nil {
 					log.Error("SIGHUP: api keys not reloaded; the previous keys stay in force", "err", err)
 					continue
 				}
 				log.Info("api keys reloaded", "why", "SIGHUP", "keys", keys.Set().Len())
 			}
-		}()
+		}
+	}()
+	if h.Usage() != nil {
+		go reloadStats(ctx, path, cfg.Admin.Stats, h, log)
 	}
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
@@ -189,7 +202,10 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 	if err != nil {
 		return nil, nil, err
 	}
+	st := cfg.Admin.Stats
 	h := tsrouter.New(tsrouter.Options{
+		Usage: tsrouter.UsageOptions{Disabled: !st.Enabled, NoTokenTracking: !st.TokenTracking,
+			Store: tsrouter.NewUsageStore(set, st.RetentionWindow, nil)},
 		Keys:           keys,
 		AdminAuth:      admin,
 		Recorder:       decisions,
@@ -205,6 +221,14 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		WebUIPrefix:          cfg.WebUI.Prefix(),
 		ConfigView:           cfg.View(),
 	})
+	if cfg.Guardrails.Enabled {
+		eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
+		if err != nil {
+			h.Close()
+			return nil, nil, err
+		}
+		h.SetGuardrails(eng)
+	}
 	return h, set, nil
 }
 
@@ -278,6 +302,9 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 	if p := cfg.Server.AdmissionStatePath; p != "" {
 		paths = append(paths, p)
 	}
+	if p, err := statsPath(cfg); err == nil && p != "" {
+		paths = append(paths, p)
+	}
 	for _, p := range paths {
 		n, err := state.RemoveStaleTemps(p)
 		if err != nil {
@@ -287,6 +314,74 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 			log.Info("removed stale temporary files left by an interrupted write", "file", filepath.Base(p), "count", n)
 		}
 	}
+}
+
+// reloadStats applies [admin.stats].token_tracking from the config file
+// on every SIGHUP; the other stats settings need a restart, and a change
+// to them is logged as such.
+func reloadStats(ctx context.Context, path string, was config.Stats, h *tsrouter.Handler, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := config.Load(path)
+		if err != nil {
+			log.Error("SIGHUP: config not re-read; [admin.stats] stays as it is", "err", err)
+			continue
+		}
+		st := next.Admin.Stats
+		h.SetTokenTracking(st.TokenTracking)
+		if st.Enabled != was.Enabled || st.RetentionWindow != was.RetentionWindow || st.Persistence != was.Persistence {
+			log.Warn("SIGHUP: [admin.stats] changes other than token_tracking take effect at the next restart")
+		}
+		log.Info("usage token tracking reloaded", "why", "SIGHUP", "token_tracking", st.TokenTracking)
+	}
+}
+
+// statsPath is the usage snapshot ([admin.stats.persistence].path, by
+// default anvil-usage.snapshot next to the API key store in the state
+// directory); "" when persistence is off.
+func statsPath(cfg *config.Config) (string, error) {
+	st := cfg.Admin.Stats
+	if !st.Enabled || !st.Persistence.Enabled {
+		return "", nil
+	}
+	if st.Persistence.Path != "" {
+		return st.Persistence.Path, nil
+	}
+	dir, err := tailnetStateDir(cfg)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "anvil-usage.snapshot"), nil
+}
+
+// keepStats restores the usage snapshot and keeps writing it; the stop
+// function writes the final one. nil when there is nothing to keep.
+func keepStats(cfg *config.Config, store *usagestore.Store, log *slog.Logger) (stop func()) {
+	if store == nil {
+		return nil
+	}
+	path, err := statsPath(cfg)
+	if err != nil {
+		log.Warn("usage statistics will not persist: no state directory", "err", err)
+		return nil
+	}
+	if path == "" {
+		return store.PruneEvery(5 * time.Minute)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		log.Warn("usage statistics will not persist", "path", path, "err", err)
+		return nil
+	}
+	p := cfg.Admin.Stats.Persistence
+	store.Restore(path, p.MaxAge, log)
+	return store.Keep(path, p.SnapshotInterval, log)
 }
 
 // tailnetStateDir is where the node keeps its state (TS_STATE_DIR, then
@@ -299,4 +394,22 @@ func tailnetStateDir(cfg *config.Config) (string, error) {
 		return cfg.Tailnet.StateDir, nil
 	}
 	return state.DefaultTailnetDir()
+}
+
+// reloadGuardrails swaps in the engine of a re-read [guardrails]; one that
+// does not build (a bad option, an unknown provider type) keeps the
+// running engine.
+func reloadGuardrails(h *tsrouter.Handler, cfg *config.Config, log *slog.Logger) {
+	if !cfg.Guardrails.Enabled {
+		h.SetGuardrails(nil)
+		log.Info("guardrails off", "why", "SIGHUP")
+		return
+	}
+	eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
+	if err != nil {
+		log.Error("SIGHUP: guardrails not reloaded; the previous ones stay in force", "err", err)
+		return
+	}
+	h.SetGuardrails(eng)
+	log.Info("guardrails reloaded", "why", "SIGHUP", "providers", len(cfg.Guardrails.Providers), "mode", cfg.Guardrails.Mode)
 }

@@ -23,15 +23,18 @@ type Admin struct {
 	AuthEnv string
 	// Auth is [admin.auth] (adminauth.go); Method "" when absent.
 	Auth AdminAuth
+	// Stats is [admin.stats] (stats.go).
+	Stats Stats
 }
 
 var (
 	apiKeysTableKeys = []string{"mode", "api_keys", "api_keys_file", "store_path"}
 	keyRecordKeys    = []string{
 		"key", "id", "user_id", "organization_id", "name", "description",
-		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends",
+		"scopes", "rate_limit", "max_concurrency", "enabled", "expires_at", "allowed_backends", "guardrails",
+		"tokens_per_day", "requests_per_day", "budget",
 	}
-	adminTableKeys = []string{"auth_env", "auth"}
+	adminTableKeys = []string{"auth_env", "auth", "stats"}
 )
 
 func parseAPIKeys(t table) APIKeys {
@@ -69,11 +72,21 @@ func parseKeyRecord(t table) policy.KeyRecord {
 	r.Description, _ = t.str("description")
 	r.Scopes = t.stringArray("scopes")
 	r.AllowedBackends = t.stringArray("allowed_backends")
+	r.Guardrails = t.strings("guardrails")
 	if n, ok := t.integer("rate_limit"); ok {
 		r.RateLimit = int(n)
 	}
 	if n, ok := t.integer("max_concurrency"); ok {
 		r.MaxConcurrency = int(n)
+	}
+	if n, ok := t.integer("tokens_per_day"); ok {
+		r.TokensPerDay = n
+	}
+	if n, ok := t.integer("requests_per_day"); ok {
+		r.RequestsPerDay = n
+	}
+	if s, ok := t.str("budget"); ok {
+		r.Budget = s
 	}
 	if b, ok := t.boolean("enabled"); ok {
 		r.Enabled = &b
@@ -134,7 +147,7 @@ func (t table) stringArray(key string) []string {
 
 func parseAdmin(t table) Admin {
 	t.unknown(adminTableKeys, "[admin]")
-	var a Admin
+	a := Admin{Stats: DefaultStats()}
 	if t.has("auth_env") {
 		a.AuthEnv = t.envName("auth_env")
 	}
@@ -143,6 +156,9 @@ func parseAdmin(t table) Admin {
 		if t.has("auth_env") {
 			t.c.report(t.path.key("auth_env"), "and [admin.auth] both set the admin credential: keep one (auth_env is method \"bearer_token\" with token_env)")
 		}
+	}
+	if st, ok := t.sub("stats"); ok {
+		a.Stats = parseStats(st)
 	}
 	return a
 }

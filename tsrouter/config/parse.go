@@ -66,7 +66,8 @@ func Load(path string) (*Config, error) {
 // Parse validates a router config document; name is used in messages only.
 // It reports every problem it finds, as a *Error, and returns a Config only
 // when there are none. Top-level keys other than [server], [router],
-// [tailnet], [api_keys], [admin], [acp] and [webui] belong to other tools and are ignored.
+// [tailnet], [api_keys], [admin], [acp], [guardrails] and [webui] belong to
+// other tools and are ignored.
 func Parse(name string, data []byte) (*Config, error) {
 	return parse(name, data, nil)
 }
@@ -91,6 +92,7 @@ func parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 	if k, ok := root.sub("api_keys"); ok {
 		cfg.APIKeys = parseAPIKeys(k)
 	}
+	cfg.Admin = Admin{Stats: DefaultStats()}
 	if a, ok := root.sub("admin"); ok {
 		cfg.Admin = parseAdmin(a)
 	}
@@ -101,6 +103,10 @@ func parse(name string, data []byte, env func(string) (string, bool)) (*Config, 
 	cfg.ACP = DefaultACP()
 	if a, ok := root.sub("acp"); ok {
 		cfg.ACP = parseACP(a)
+	}
+	cfg.Guardrails = defaultGuardrails()
+	if g, ok := root.sub("guardrails"); ok {
+		cfg.Guardrails = parseGuardrails(g)
 	}
 	if r, ok := root.sub("router"); ok {
 		cfg.Router = parseRouter(r)

@@ -45,6 +45,15 @@ func (c *Config) Summary() string {
 	if c.ACP.Present {
 		b.WriteString(c.ACP.Summary())
 	}
+	if g := c.Guardrails; g.Enabled {
+		var names []string
+		for _, p := range g.Providers {
+			if p.Enabled {
+				names = append(names, p.Name+" ("+p.Type+")")
+			}
+		}
+		fmt.Fprintf(&b, "guardrails: %s, %d providers: %s\n", g.Mode, len(names), strings.Join(names, ", "))
+	}
 	return b.String()
 }
 

@@ -25,6 +25,9 @@ type Config struct {
 	ACP ACP
 	// WebUI holds [webui]: the browser interface (webui.go).
 	WebUI WebUI
+	// Guardrails holds [guardrails]: checks on the text of requests and
+	// answers (guardrails.go, tsrouter/guard).
+	Guardrails Guardrails
 }
 
 // Server is the [server] table. Unknown keys are rejected.

@@ -91,6 +91,10 @@ type Metrics struct {
 	overhead   prometheus.Histogram
 	inFlight   prometheus.Gauge
 	tierReady  *prometheus.GaugeVec
+
+	// Guardrails (guardmetrics.go).
+	guardVerdicts *prometheus.CounterVec
+	guardSeconds  *prometheus.HistogramVec
 }
 
 type counterKey struct {
@@ -168,7 +172,8 @@ func NewMetrics(rec *Recorder, opts MetricsOptions) (*Metrics, error) {
 	})
 	capacity.Set(float64(rec.Capacity()))
 
-	cs := []prometheus.Collector{m.requests, upstream, ttft, m.overhead, m.inFlight, queue, m.tierReady, start, capacity}
+	m.newGuardMetrics()
+	cs := []prometheus.Collector{m.requests, upstream, ttft, m.overhead, m.inFlight, queue, m.tierReady, start, capacity, m.guardVerdicts, m.guardSeconds}
 	if opts.TierGauges != nil {
 		cs = append(cs, tierCollector(opts.TierGauges))
 	}

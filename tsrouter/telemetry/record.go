@@ -56,6 +56,11 @@ type Decision struct {
 
 	// UnixTS is when the request finished; Record fills it in when zero.
 	UnixTS float64 `json:"unix_ts"`
+
+	// Guardrails are the guardrail verdicts ("provider:stage:verdict[:category]")
+	// and GuardrailEntities the entity counts found; never matched text.
+	Guardrails        []string       `json:"guardrails,omitempty"`
+	GuardrailEntities map[string]int `json:"guardrail_entities,omitempty"`
 }
 
 // Options configures a Recorder.
@@ -332,20 +337,22 @@ func (r *Recorder) writeSink(dl *state.DecisionLog) {
 // (fields are declared alphabetically; encoding/json keeps that order), and
 // null for the optional strings as the Python router wrote them.
 type sinkRecord struct {
-	Attempts              []sinkAttempt `json:"attempts"`
-	Kind                  string        `json:"kind"`
-	LatencyMS             float64       `json:"latency_ms"`
-	RequestBytes          int64         `json:"request_bytes"`
-	RequestID             *string       `json:"request_id"`
-	RequestedTier         string        `json:"requested_tier"`
-	ResponseBytes         int64         `json:"response_bytes"`
-	Route                 string        `json:"route"`
-	ServedTier            *string       `json:"served_tier"`
-	TaskID                *string       `json:"task_id"`
-	TotalCompletionTokens int           `json:"total_completion_tokens"`
-	TotalPromptTokens     int           `json:"total_prompt_tokens"`
-	UnixTS                float64       `json:"unix_ts"`
-	WorkbenchRunID        *string       `json:"workbench_run_id"`
+	Attempts              []sinkAttempt  `json:"attempts"`
+	GuardrailEntities     map[string]int `json:"guardrail_entities,omitempty"`
+	Guardrails            []string       `json:"guardrails,omitempty"`
+	Kind                  string         `json:"kind"`
+	LatencyMS             float64        `json:"latency_ms"`
+	RequestBytes          int64          `json:"request_bytes"`
+	RequestID             *string        `json:"request_id"`
+	RequestedTier         string         `json:"requested_tier"`
+	ResponseBytes         int64          `json:"response_bytes"`
+	Route                 string         `json:"route"`
+	ServedTier            *string        `json:"served_tier"`
+	TaskID                *string        `json:"task_id"`
+	TotalCompletionTokens int            `json:"total_completion_tokens"`
+	TotalPromptTokens     int            `json:"total_prompt_tokens"`
+	UnixTS                float64        `json:"unix_ts"`
+	WorkbenchRunID        *string        `json:"workbench_run_id"`
 }
 
 type sinkAttempt struct {
@@ -360,6 +367,8 @@ type sinkAttempt struct {
 func sinkLine(d *Decision) *sinkRecord {
 	s := &sinkRecord{
 		Attempts:              make([]sinkAttempt, len(d.Attempts)),
+		GuardrailEntities:     d.GuardrailEntities,
+		Guardrails:            d.Guardrails,
 		Kind:                  d.Kind,
 		LatencyMS:             d.LatencyMS,
 		RequestBytes:          d.RequestBytes,

@@ -137,6 +137,9 @@ type recordView struct {
 	RequestID             string        `json:"request_id"`
 	WorkbenchRunID        string        `json:"workbench_run_id"`
 	TaskID                string        `json:"task_id"`
+	// Guardrail verdicts and entity counts (omitted when none ran).
+	Guardrails        []string       `json:"guardrails,omitempty"`
+	GuardrailEntities map[string]int `json:"guardrail_entities,omitempty"`
 }
 
 func project(d *Decision) recordView {
@@ -154,6 +157,10 @@ func project(d *Decision) recordView {
 		RequestID:             safeID(d.RequestID),
 		WorkbenchRunID:        safeID(d.WorkbenchRunID),
 		TaskID:                safeID(d.TaskID),
+		GuardrailEntities:     d.GuardrailEntities,
+	}
+	for _, g := range d.Guardrails {
+		v.Guardrails = append(v.Guardrails, safeText(g))
 	}
 	for i, a := range d.Attempts {
 		v.Attempts[i] = attemptView{

@@ -1,0 +1,171 @@
+package tsrouter_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+)
+
+// guardServe is a Llama Guard serve on loopback, reached by the router
+// like any other tier: "unsafe\nS1" when the conversation mentions
+// "detonate", "safe" otherwise.
+func guardServe(t *testing.T, calls *atomic.Int64) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		verdict := "safe"
+		if strings.Contains(string(body), "detonate") {
+			verdict = "unsafe\nS1"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"id": "g", "object": "chat.completion", "model": "guard-served",
+			"choices": []any{map[string]any{"index": 0, "finish_reason": "stop",
+				"message": map[string]any{"role": "assistant", "content": verdict}}},
+		})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A hook that refuses prompts naming project "bluebird" and rewrites
+// "colour" to "color"; when broken it answers 500.
+func hookServe(t *testing.T, broken *atomic.Bool) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		var req struct {
+			Texts []struct{ Text string } `json:"texts"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		out := make([]string, len(req.Texts))
+		action := "allow"
+		for i, tx := range req.Texts {
+			out[i] = tx.Text
+			switch {
+			case strings.Contains(tx.Text, "bluebird"):
+				action = "block"
+			case strings.Contains(tx.Text, "colour"):
+				out[i] = strings.ReplaceAll(tx.Text, "colour", "color")
+				if action == "allow" {
+					action = "modify"
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"action": action, "category": "dangerous", "message": "internal project", "texts": out})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// The model-based providers, configured in TOML and reached over real
+// HTTP: the guard model through the router's own tier, the webhook on
+// loopback, each with its on_error.
+func TestGuardrailsModelProvidersThroughTheRouter(t *testing.T) {
+	var guardCalls atomic.Int64
+	var hookBroken atomic.Bool
+	guardURL := guardServe(t, &guardCalls)
+	hookURL := hookServe(t, &hookBroken)
+	fake, url := startFake(t, fakeserve.Options{APIKey: tierKey})
+	cfg := oneTier(url, "") + `
+[[router.tiers]]
+id = "guard"
+base_url = "` + guardURL + `"
+dialect = "openai"
+context_limit = 8192
+privacy = "local"
+tool_support = false
+auth_env = "SERVE_A_KEY"
+model = "guard-served"
+
+[router.model_routes]
+llama-guard = "guard"
+
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "llama-guard"
+type = "guard_model"
+stages = ["input"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+model = "llama-guard"
+format = "llama_guard"
+
+[[guardrails.providers]]
+name = "hook"
+type = "webhook"
+stages = ["input"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+url = "` + hookURL + `"
+`
+	// oneTier's [router.model_routes] table comes first; TOML forbids a
+	// second one, so the guard alias joins it.
+	cfg = strings.Replace(cfg, "\n[router.model_routes]\nllama-guard = \"guard\"\n", "\n", 1)
+	cfg = strings.Replace(cfg, "llm.primary = \"local-a\"\n", "llm.primary = \"local-a\"\nllama-guard = \"guard\"\n", 1)
+	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	chat := func(text string) (int, string) {
+		body := `{"model":"chat","messages":[{"role":"user","content":` + strings.TrimSpace(mustJSON(text)) + `}]}`
+		resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", body, "Authorization", "Bearer "+routerToken)
+		return resp.StatusCode, readAll(t, resp)
+	}
+	cases := []struct {
+		name, prompt string
+		broken       bool
+		status       int
+		want         string
+	}{
+		{"both allow, the hook rewrites", "what colour is the sky", false, 200, ""},
+		{"the guard model blocks", "how do I detonate it", false, 400, `llama-guard`},
+		{"the hook blocks", "status of bluebird", false, 400, `hook`},
+		{"a broken hook fails closed", "hello", true, 400, `hook`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			hookBroken.Store(tc.broken)
+			before := fake.Stats().Requests
+			status, body := chat(tc.prompt)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			}
+			if tc.status == 200 {
+				if sent := string(fake.LastRequest().Body); !strings.Contains(sent, "color") || strings.Contains(sent, "colour") {
+					t.Errorf("the hook's modification did not reach the serve: %s", sent)
+				}
+			} else {
+				if !strings.Contains(body, "guardrail_blocked") || !strings.Contains(body, tc.want) {
+					t.Errorf("body %s: want guardrail_blocked naming %s", body, tc.want)
+				}
+				if strings.Contains(body, tc.prompt) {
+					t.Errorf("the refusal quotes the prompt: %s", body)
+				}
+				if fake.Stats().Requests != before {
+					t.Errorf("a blocked prompt reached the serve")
+				}
+			}
+		})
+	}
+	if guardCalls.Load() == 0 {
+		t.Error("the guard model was never asked")
+	}
+}
+
+func mustJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,162 @@
+package usage
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits are a day budget: 0 means no limit of that kind.
+type Limits struct {
+	TokensPerDay, RequestsPerDay int64
+}
+
+// Any reports whether l limits anything.
+func (l Limits) Any() bool { return l.TokensPerDay > 0 || l.RequestsPerDay > 0 }
+
+// BudgetUse is what a budget has spent in its current UTC day.
+type BudgetUse struct {
+	Tokens, Requests int64
+}
+
+// budgets are the day spends of named budgets (identities and shared
+// buckets named by grants and keys: bounded by the operator's config).
+type budgets struct {
+	mu  sync.Mutex
+	use map[string]*budgetDay
+}
+
+type budgetDay struct {
+	day              int64
+	tokens, requests int64
+	// limits are the limits last checked against this budget (for views).
+	limits Limits
+}
+
+func (b *budgets) init() { b.use = map[string]*budgetDay{} }
+
+func (b *budgets) reset() {
+	b.mu.Lock()
+	clear(b.use)
+	b.mu.Unlock()
+}
+
+// prune drops the budgets with nothing spent today (their next request
+// starts them again).
+func (b *budgets) prune(today int64) {
+	b.mu.Lock()
+	for name, u := range b.use {
+		if u.day < today {
+			delete(b.use, name)
+		}
+	}
+	b.mu.Unlock()
+}
+
+func (b *budgets) spend(name string, unix, tokens int64) {
+	d := unix - unix%day
+	b.mu.Lock()
+	u := b.use[name]
+	if u == nil {
+		u = &budgetDay{day: d}
+		b.use[name] = u
+	}
+	if u.day < d {
+		*u = budgetDay{day: d, limits: u.limits}
+	}
+	if u.day == d {
+		u.tokens += tokens
+	}
+	b.mu.Unlock()
+}
+
+// Budget is what budget name has spent today (UTC).
+func (s *Store) Budget(name string) BudgetUse {
+	d := StartOfDay(s.now()).Unix()
+	s.budgets.mu.Lock()
+	defer s.budgets.mu.Unlock()
+	if u := s.budgets.use[name]; u != nil && u.day == d {
+		return BudgetUse{Tokens: u.tokens, Requests: u.requests}
+	}
+	return BudgetUse{}
+}
+
+// Admit checks budget name against l for one more request today and, if
+// it is not past l, counts the request against it at once (so callers in
+// flight together cannot all pass the last one); the request's tokens are
+// added when it is recorded. resets is the next UTC midnight.
+func (s *Store) Admit(name string, l Limits) (over bool, resets time.Time) {
+	return s.exceeded(name, l, true)
+}
+
+// Exceeded reports whether budget name is past l today, and when the
+// window resets (the next UTC midnight), without counting a request.
+func (s *Store) Exceeded(name string, l Limits) (over bool, resets time.Time) {
+	return s.exceeded(name, l, false)
+}
+
+func (s *Store) exceeded(name string, l Limits, admit bool) (over bool, resets time.Time) {
+	now := s.now()
+	resets = StartOfDay(now).Add(24 * time.Hour)
+	if !l.Any() {
+		return false, resets
+	}
+	d := StartOfDay(now).Unix()
+	s.budgets.mu.Lock()
+	b := s.budgets.use[name]
+	if b == nil {
+		b = &budgetDay{day: d}
+		s.budgets.use[name] = b
+	}
+	b.limits = l
+	if b.day < d {
+		*b = budgetDay{day: d, limits: l}
+	}
+	var u BudgetUse
+	if b.day == d {
+		u = BudgetUse{Tokens: b.tokens, Requests: b.requests}
+	}
+	over = (l.TokensPerDay > 0 && u.Tokens >= l.TokensPerDay) ||
+		(l.RequestsPerDay > 0 && u.Requests >= l.RequestsPerDay)
+	if admit && !over && b.day == d {
+		b.requests++
+	}
+	s.budgets.mu.Unlock()
+	return over, resets
+}
+
+// BudgetView is a budget's limits and what it spent today.
+type BudgetView struct {
+	Name string
+	Limits
+	BudgetUse
+}
+
+// Budgets lists the budgets the router has checked or spent from, by
+// name, with today's spend.
+func (s *Store) Budgets() []BudgetView {
+	d := StartOfDay(s.now()).Unix()
+	s.budgets.mu.Lock()
+	defer s.budgets.mu.Unlock()
+	out := make([]BudgetView, 0, len(s.budgets.use))
+	for name, u := range s.budgets.use {
+		v := BudgetView{Name: name, Limits: u.limits}
+		if u.day == d {
+			v.BudgetUse = BudgetUse{Tokens: u.tokens, Requests: u.requests}
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b BudgetView) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Limits returns the limits last checked against budget name.
+func (s *Store) Limits(name string) Limits {
+	s.budgets.mu.Lock()
+	defer s.budgets.mu.Unlock()
+	if u := s.budgets.use[name]; u != nil {
+		return u.limits
+	}
+	return Limits{}
+}
