@@ -106,6 +106,17 @@ id = "key-traffic"
 user_id = "dashboard"
 organization_id = "anvil"
 scopes = ["read", "write"]
+
+[guardrails]
+enabled = true
+mode = "enforce"
+
+[[guardrails.providers]]
+name = "pii-redaction"
+type = "pii"
+stages = ["input"]
+[guardrails.providers.options]
+default_action = "mask"
 `
 }
 
@@ -126,9 +137,14 @@ func webuiSession(t *testing.T, script string) {
 	srv := httptest.NewServer(newHandler(t, webuiConfig(fakeURL), routerOpts{token: token, env: map[string]string{"SERVE_A_KEY": "k", "TRAFFIC_KEY": trafficKey}}, nil))
 	t.Cleanup(srv.Close)
 	base := srv.URL
-	// Some traffic, so the dashboard and the decision log have numbers.
-	for range 5 {
-		resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`,
+	// Some traffic, so the dashboard and the decision log have numbers,
+	// and one e-mail address for the guardrails page to count (masked).
+	for i := range 5 {
+		say := "hi"
+		if i == 0 {
+			say = "mail me at pat@example.com"
+		}
+		resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"`+say+`"}]}`,
 			"Authorization", "Bearer "+token, "X-Api-Key", trafficKey)
 		readAll(t, resp)
 		if resp.StatusCode != http.StatusOK {

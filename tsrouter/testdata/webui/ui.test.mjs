@@ -95,6 +95,10 @@ try {
     await page.keyboard.press('Tab');
     assert(await page.evaluate(() => document.activeElement && document.activeElement.className === 'skip'), p + ': Tab does not reach the skip link first');
     await page.evaluate(() => document.activeElement.blur());
+    if (p === 'guardrails') {
+      const g = await page.textContent('#guard-recent tbody');
+      assert(g.includes('masked') && g.includes('pii') && !(await page.content()).includes('pat@example.com'), 'guardrails: no masked pii count, or the text shown: ' + g);
+    }
     if (p === 'config') assert((await page.textContent('#config-hash')).length > 0, 'config: no hash');
     await shoot(p);
   }

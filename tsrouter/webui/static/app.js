@@ -448,7 +448,8 @@
     }).then(function () { body.dataset.ready = 'true'; });
   }
 
-  // --- Guardrails: shows whatever counts the API gives, never text.
+  // --- Guardrails: verdict counts by provider, stage and category; the
+  // API keeps no text, and neither does this page.
   function guardrails() {
     function notConfigured() { say('Guardrails are not configured on this router.'); body.dataset.ready = 'true'; }
     if (!has('guardrails')) return notConfigured();
@@ -456,8 +457,24 @@
       if (r.status === 404) return notConfigured();
       if (!r.ok) { say(errMsg(r), true); return; }
       var d = r.data || {};
-      $('#guard-counts').appendChild(el('pre', { text: JSON.stringify(d.verdicts || d.counts || d, null, 2) }));
-      $('#guard-recent').appendChild(el('pre', { text: JSON.stringify(d.recent || [], null, 2) }));
+      if (!d.enabled && !(d.providers || []).length) return notConfigured();
+      function table(caption, heads, rows) {
+        var t = el('table', null, el('caption', { className: 'sr', text: caption }),
+          el('thead', null, el('tr', null, heads.map(function (h) { return el('th', { scope: 'col', text: h }); }).reduce(function (tr, th) { tr.appendChild(th); return tr; }, document.createDocumentFragment()))));
+        var tb = el('tbody');
+        if (!rows.length) tb.appendChild(el('tr', null, el('td', { colspan: heads.length, className: 'hint', text: 'None yet.' })));
+        rows.forEach(function (cells) { var tr = el('tr'); cells.forEach(function (c) { tr.appendChild(td(c)); }); tb.appendChild(tr); });
+        t.appendChild(tb);
+        return el('div', { className: 'table-wrap' }, t);
+      }
+      var counts = d.counts || [];
+      clear($('#guard-counts')).appendChild(el('p', { text: 'Mode ' + (d.mode || '–') + ', ' + (d.enabled ? 'enabled' : 'disabled') + '; providers: ' +
+        (d.providers || []).map(function (p) { return p.name + ' (' + p.type + ', ' + (p.stages || []).join('+') + ')'; }).join(', ') }));
+      $('#guard-counts').appendChild(table('Verdicts by provider, stage and category', ['Provider', 'Stage', 'Verdict', 'Category', 'Count'],
+        counts.map(function (c) { return [c.provider, c.stage, c.verdict, c.category || '–', c.count]; })));
+      var acted = counts.filter(function (c) { return c.verdict !== 'allow' && c.verdict !== 'pass' && c.verdict !== 'error'; });
+      clear($('#guard-recent')).appendChild(table('Blocked or masked, by type', ['Verdict', 'Category', 'Provider', 'Count'],
+        acted.map(function (c) { return [c.verdict === 'transform' ? 'masked (transform)' : c.verdict, c.category || '–', c.provider, c.count]; })));
       body.dataset.ready = 'true';
     });
   }
