@@ -59,9 +59,14 @@ func (c *Config) View() map[string]any {
 			"require_grant": c.Tailnet.RequireGrant, "allow_tags": c.Tailnet.AllowTags, "allow_users": c.Tailnet.AllowUsers,
 			"https": c.Tailnet.HTTPS, "redirect_http": c.Tailnet.RedirectHTTP},
 		"api_keys": map[string]any{"mode": c.APIKeys.Mode, "api_keys_file": c.APIKeys.File, "store_path": c.APIKeys.StorePath, "api_keys": inline},
-		"admin":    map[string]any{"auth_env": c.Admin.AuthEnv},
-		"webui":    map[string]any{"enabled": c.WebUI.Enabled, "path_prefix": c.WebUI.PathPrefix},
-		"acp":      map[string]any{"enabled": c.ACP.Enabled, "default_model": c.ACP.DefaultModel},
+		"admin": map[string]any{"auth_env": c.Admin.AuthEnv,
+			"auth": map[string]any{"method": c.Admin.Auth.Method, "token_env": c.Admin.Auth.TokenEnv, "username": c.Admin.Auth.Username, "password_env": c.Admin.Auth.PasswordEnv},
+			"stats": map[string]any{"enabled": c.Admin.Stats.Enabled, "retention_window": dur(c.Admin.Stats.RetentionWindow), "token_tracking": c.Admin.Stats.TokenTracking,
+				"persistence": map[string]any{"enabled": c.Admin.Stats.Persistence.Enabled, "path": c.Admin.Stats.Persistence.Path,
+					"snapshot_interval": dur(c.Admin.Stats.Persistence.SnapshotInterval), "max_age": dur(c.Admin.Stats.Persistence.MaxAge)}}},
+		"guardrails": guardrailsView(c.Guardrails),
+		"webui":      map[string]any{"enabled": c.WebUI.Enabled, "path_prefix": c.WebUI.PathPrefix},
+		"acp":        map[string]any{"enabled": c.ACP.Enabled, "default_model": c.ACP.DefaultModel},
 	}
 }
 
@@ -94,4 +99,16 @@ func dur(d time.Duration) string {
 		return ""
 	}
 	return d.String()
+}
+
+// guardrailsView shows each provider's option names, not their values: an
+// option may hold a URL with a token or a header.
+func guardrailsView(g Guardrails) map[string]any {
+	providers := make([]map[string]any, 0, len(g.Providers))
+	for _, p := range g.Providers {
+		providers = append(providers, map[string]any{"name": p.Name, "type": p.Type, "enabled": p.Enabled, "on_error": p.OnError,
+			"apply": p.Apply, "timeout": dur(p.Timeout), "option_keys": keysOf(p.Options)})
+	}
+	return map[string]any{"enabled": g.Enabled, "mode": g.Mode, "output_check": g.OutputCheck, "output_window": g.OutputWindow,
+		"max_hold": g.MaxHold, "providers": providers}
 }
