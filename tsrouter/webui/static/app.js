@@ -237,10 +237,15 @@
 
   // --- My usage
   function my() {
-    if (has('nokey-myusage')) { say('Your usage is shown to API key holders only here: [api_keys] mode is blocking.'); body.dataset.ready = 'true'; return; }
-    if (!has('myusage')) { say('Usage accounting not enabled on this router.'); body.dataset.ready = 'true'; return; }
+    function unavailable(msg) {
+      say(msg);
+      document.querySelectorAll('main section.card').forEach(function (c) { c.hidden = true; });
+      body.dataset.ready = 'true';
+    }
+    if (has('nokey-myusage')) return unavailable('Your usage is shown to API key holders only here: [api_keys] mode is blocking.');
+    if (!has('myusage')) return unavailable('Usage accounting not enabled on this router.');
     return api('GET', '/v1/usage').then(function (r) {
-      if (r.status === 404) { say('Usage accounting not enabled on this router.'); return; }
+      if (r.status === 404) return unavailable('Usage accounting not enabled on this router.');
       if (!r.ok) { say(errMsg(r), true); return; }
       var d = r.data, t = d.today || {}, w = d.window || {};
       kpis($('#my-kpis'), [['Identity', (d.identity || {}).id], ['Requests today', t.requests], ['Input tokens today', t.input_tokens],
