@@ -285,6 +285,10 @@ func TestNoLeaseLeak(t *testing.T) {
 	for range 2 {
 		slow.Go(func() { chatStatus(t, base) })
 	}
+	// Both hold the tier's slots (the serve's own in-flight count may
+	// still include cancelled requests it has not noticed yet, so it
+	// alone does not say the slow ones are in), and both reach the serve.
+	waitActive(2)
 	for deadline := time.Now().Add(5 * time.Second); fake.Stats().InFlight < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("only %d requests reached the serve: a slot leaked", fake.Stats().InFlight)
