@@ -219,13 +219,9 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		ExhaustionRetryAfter: cfg.Router.ExhaustionRetryAfter,
 		RefuseHostedTools:    cfg.Router.RefuseHostedTools,
 	})
-	if cfg.Guardrails.Enabled {
-		eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
-		if err != nil {
-			h.Close()
-			return nil, nil, err
-		}
-		h.SetGuardrails(eng)
+	if err := h.ApplyGuardrails(cfg.Guardrails, config.LookupTierSecret); err != nil {
+		h.Close()
+		return nil, nil, err
 	}
 	return h, set, nil
 }
