@@ -376,6 +376,24 @@ func (h *Handler) NewGuardrails(cfg guard.Config, getenv func(string) string) (*
 	})
 }
 
+// ApplyGuardrails puts a [guardrails] table in force: its engine when the
+// table is enabled, none when it is not. Every program that builds a
+// handler from a config (anvil-router serve, anvil-bench's router child)
+// calls this one function, so a table means the same thing in each. An
+// engine that does not build is returned as the error and changes nothing.
+func (h *Handler) ApplyGuardrails(cfg guard.Config, getenv func(string) string) error {
+	if !cfg.Enabled {
+		h.SetGuardrails(nil)
+		return nil
+	}
+	eng, err := h.NewGuardrails(cfg, getenv)
+	if err != nil {
+		return err
+	}
+	h.SetGuardrails(eng)
+	return nil
+}
+
 // guardChat sends an OpenAI Chat body to the tier of alias (a guard
 // model is served like any other model on this host) and returns the
 // reply as OpenAI Chat JSON.

@@ -54,8 +54,9 @@ func runChild(role string, args []string) int {
 
 // buildRouter is cmd/anvil-router's buildHandler for a config without a
 // router token: backends, model resolution, the handler with the given
-// in-flight limit, and the production logger (JSON, info: one audit line
-// per request).
+// in-flight limit, [guardrails] through the same ApplyGuardrails serve
+// calls, and the production logger (JSON, info: one audit line per
+// request).
 func buildRouter(ctx context.Context, cfgPath string, maxConc int) (*tsrouter.Handler, *backends.Set, *config.Config, *slog.Logger, error) {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := config.Load(cfgPath)
@@ -70,6 +71,10 @@ func buildRouter(ctx context.Context, cfgPath string, maxConc int) (*tsrouter.Ha
 		return nil, nil, nil, nil, err
 	}
 	h := tsrouter.New(tsrouter.Options{Backends: set, Logger: log, MaxConcurrency: maxConc})
+	if err := h.ApplyGuardrails(cfg.Guardrails, config.LookupTierSecret); err != nil {
+		h.Close()
+		return nil, nil, nil, nil, err
+	}
 	return h, set, cfg, log, nil
 }
 

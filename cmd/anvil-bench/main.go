@@ -12,6 +12,8 @@
 //     gap between content frames over the pace (p50/p99, and added over
 //     direct), stalled, dropped and bunched frames, proxy RSS peak and after;
 //   - start-up time to the first served request, and idle RSS;
+//   - with --guardrails, the same with the router's pii guardrails on (run
+//     it once without and once with, and compare the two tables);
 //   - the tailnet path: the router's node and a bare tsnet reverse proxy
 //     node (both in one child process) reached from a client node in this
 //     process, through an in-process control server, DERP and STUN on
@@ -66,12 +68,27 @@ type settings struct {
 	MaxConcurrency int           `json:"router_max_concurrency"`
 	RouterEnv      []string      `json:"router_env,omitempty"`
 	Smoke          bool          `json:"smoke"`
-	pprofDir       string
-	jsonOut        bool
-	render         string
+	Phases         []string      `json:"phases"`
+	// Guardrails is the [guardrails] table the router runs with: "" none,
+	// "pii-output" a pii provider on the output stage, "pii" on both.
+	Guardrails string `json:"guardrails,omitempty"`
+	// PIIEvery puts an email address in every PIIEvery-th streamed delta
+	// (0: none), so that the output stage masks rather than only scans.
+	PIIEvery int `json:"pii_every,omitempty"`
+	pprofDir string
+	jsonOut  bool
+	render   string
 }
 
 var knownPeers = []string{"router", "nginx", "caddy", "tailnet"}
+
+// knownPhases are the measurements --phases selects from (start-up and
+// idle RSS are always read: every path is started).
+var knownPhases = []string{"latency", "throughput", "streaming"}
+
+// guardrailModes are the values of --guardrails: the stages of the
+// router's pii provider.
+var guardrailModes = map[string][]string{"": nil, "pii-output": {"output"}, "pii": {"input", "output"}}
 
 func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs := flag.NewFlagSet("anvil-bench", flag.ContinueOnError)
@@ -91,7 +108,10 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 	fs.StringVar(&s.pprofDir, "pprof", "", "write CPU and heap profiles of the router under load to this directory (built-in child only)")
 	fs.StringVar(&s.render, "render", "", "print the table of a saved --json output and exit (measures nothing)")
 	fs.BoolVar(&s.jsonOut, "json", false, "print the results as JSON on stdout (progress stays on stderr)")
-	fs.BoolVar(&s.Smoke, "smoke", false, "seconds, tiny counts: checks that every phase still runs (explicit flags still win)")
+	phases := fs.String("phases", strings.Join(knownPhases, ","), "measurements to run: latency (concurrency 1), throughput, streaming")
+	fs.StringVar(&s.Guardrails, "guardrails", "", `the router's guardrails: "" none, "pii-output" a pii provider on the output stage, "pii" on input and output`)
+	fs.IntVar(&s.PIIEvery, "pii-every", 0, "put an email address in every Nth streamed delta so the pii output stage masks (0: no PII, it only scans)")
+	fs.BoolVar(&s.Smoke, "smoke", false, "seconds, tiny counts, guardrails pii with PII in the stream: checks that every phase still runs (explicit flags still win)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -109,6 +129,11 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 			"deltas":      func() { s.Deltas = 8 },
 			"pace":        func() { s.Pace = 10 * time.Millisecond },
 			"settle":      func() { s.Settle = 100 * time.Millisecond },
+			// The smoke runs the router with guardrails on both stages and
+			// PII in the stream, so the bench's [guardrails] table and the
+			// masking path cannot rot either.
+			"guardrails": func() { s.Guardrails = "pii" },
+			"pii-every":  func() { s.PIIEvery = 4 },
 		}
 		for name, apply := range smoke {
 			if !set[name] {
@@ -142,7 +167,22 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 		}
 		s.Peers = append(s.Peers, p)
 	}
+	for _, p := range strings.Split(*phases, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(knownPhases, p) {
+			return s, fmt.Errorf("--phases: unknown %q (want some of %s)", p, strings.Join(knownPhases, ","))
+		}
+		s.Phases = append(s.Phases, p)
+	}
+	if _, ok := guardrailModes[s.Guardrails]; !ok {
+		return s, fmt.Errorf(`--guardrails: unknown %q (want "", "pii-output" or "pii")`, s.Guardrails)
+	}
 	switch {
+	case s.PIIEvery < 0 || s.PIIEvery > s.Deltas:
+		return s, errors.New("--pii-every: between 0 and --deltas")
 	case s.Duration < 50*time.Millisecond || s.Duration > 10*time.Minute:
 		return s, errors.New("--duration: between 50ms and 10m")
 	case s.Pairs < 1 || s.Pairs > 1_000_000:
@@ -164,6 +204,8 @@ func parseSettings(args []string, stderr io.Writer) (settings, error) {
 }
 
 func (s settings) has(peer string) bool { return slices.Contains(s.Peers, peer) }
+
+func (s settings) runs(phase string) bool { return slices.Contains(s.Phases, phase) }
 
 func run(args []string, stdout, stderr io.Writer) int {
 	s, err := parseSettings(args, stderr)

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/anvil-serving/anvil-router/tsrouter/config"
 )
 
 // TestMain lets the test binary play the tool's child roles: the tool
@@ -53,6 +56,18 @@ func TestSmoke(t *testing.T) {
 		if s == nil || s.Frames != s.Expected || s.FailedStreams > 0 {
 			t.Errorf("%s streaming: %+v", path, s)
 		}
+	}
+	// The smoke's router runs the pii guardrails on a stream with an email
+	// in every fourth delta: the router's frames come masked, the serve's
+	// do not.
+	if res.Settings.Guardrails != "pii" || res.Settings.PIIEvery != 4 {
+		t.Errorf("smoke settings: guardrails %q, pii-every %d", res.Settings.Guardrails, res.Settings.PIIEvery)
+	}
+	if s := res.stream("router"); s != nil && s.Masked != s.Expected/4 {
+		t.Errorf("router streaming: %d frames masked, want %d", s.Masked, s.Expected/4)
+	}
+	if s := res.stream("direct"); s != nil && s.Masked != 0 {
+		t.Errorf("direct streaming: %d frames masked", s.Masked)
 	}
 	if s := res.stream("router"); s != nil && (s.RSSPeakMB == nil || *s.RSSPeakMB <= 0 || s.ProxyCPUUsPerFrame == nil) {
 		t.Errorf("router streaming: no RSS or CPU: %+v", s)
@@ -101,6 +116,82 @@ func TestFlags(t *testing.T) {
 	} {
 		if _, err := parseSettings(bad, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: accepted", bad)
+		}
+	}
+}
+
+// TestGuardrailsFlag: --guardrails names the router's pii stages, and the
+// config the router child gets carries exactly that table; anything else
+// is refused rather than measured as guardrails off.
+func TestGuardrailsFlag(t *testing.T) {
+	serves := [nProfiles]string{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"}
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		want       string
+		wantStages string // in the router's TOML; "" = no [guardrails]
+	}{
+		{name: "default off", args: nil, want: ""},
+		{name: "explicitly off", args: []string{"--guardrails", ""}, want: ""},
+		{name: "output stage", args: []string{"--guardrails", "pii-output"}, want: "pii-output", wantStages: `stages = ["output"]`},
+		{name: "both stages", args: []string{"--guardrails", "pii"}, want: "pii", wantStages: `stages = ["input", "output"]`},
+		{name: "smoke turns it on", args: []string{"--smoke"}, want: "pii", wantStages: `stages = ["input", "output"]`},
+		{name: "explicit wins over smoke", args: []string{"--smoke", "--guardrails", ""}, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := parseSettings(tc.args, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Guardrails != tc.want {
+				t.Errorf("guardrails %q, want %q", s.Guardrails, tc.want)
+			}
+			toml := routerTOML(serves, s.Guardrails)
+			if got := strings.Contains(toml, "[guardrails]"); got != (tc.wantStages != "") {
+				t.Errorf("[guardrails] in the router config: %v\n%s", got, toml)
+			}
+			if tc.wantStages != "" && !strings.Contains(toml, tc.wantStages) {
+				t.Errorf("router config lacks %s:\n%s", tc.wantStages, toml)
+			}
+		})
+	}
+	for _, bad := range [][]string{
+		{"--guardrails", "pii-input"}, {"--guardrails", "PII"}, {"--guardrails", "on"},
+		{"--pii-every", "-1"}, {"--deltas", "8", "--pii-every", "9"}, {"--phases", "startup"},
+	} {
+		if _, err := parseSettings(bad, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
+}
+
+// TestRouterConfigWithGuardrailsLoads: the table the bench appends is one
+// the router accepts (a typo would make every --guardrails run fail at
+// start-up, or worse, measure a router without them).
+func TestRouterConfigWithGuardrailsLoads(t *testing.T) {
+	serves := [nProfiles]string{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"}
+	for mode, stages := range guardrailModes {
+		path := filepath.Join(t.TempDir(), "router.toml")
+		if err := os.WriteFile(path, []byte(routerTOML(serves, mode)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatalf("%q: %v", mode, err)
+		}
+		g := cfg.Guardrails
+		if g.Enabled != (len(stages) > 0) {
+			t.Errorf("%q: enabled %v", mode, g.Enabled)
+		}
+		if len(stages) == 0 {
+			continue
+		}
+		if len(g.Providers) != 1 || g.Providers[0].Type != "pii" {
+			t.Fatalf("%q: providers %+v", mode, g.Providers)
+		}
+		p := g.Providers[0]
+		if p.Input != slices.Contains(stages, "input") || !p.Output {
+			t.Errorf("%q: stages input=%v output=%v", mode, p.Input, p.Output)
 		}
 	}
 }

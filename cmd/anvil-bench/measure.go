@@ -322,7 +322,9 @@ type StreamResult struct {
 	// Stalled frames came more than stallOver after the pace; bunched ones
 	// less than a quarter of the pace after the previous (a sign of
 	// buffering); dropped = expected - received.
-	Stalled       int      `json:"stalled"`
+	Stalled int `json:"stalled"`
+	// Masked frames carried a guardrail placeholder (--pii-every).
+	Masked        int      `json:"masked,omitempty"`
 	Bunched       int      `json:"bunched"`
 	Dropped       int      `json:"dropped"`
 	FailedStreams int      `json:"failed_streams"`
@@ -341,6 +343,7 @@ type streamStats struct {
 	gaps   []float64   // µs over pace
 	at     []time.Time // arrival of the frame that ended each gap
 	frames int
+	masked int
 	err    error
 }
 
@@ -369,6 +372,9 @@ func (p *path) streamOne(ctx context.Context, pace time.Duration, deltas int) st
 			}
 			last = now
 			st.frames++
+			if bytes.Contains(line, []byte("REDACTED:")) {
+				st.masked++
+			}
 		} else if bytes.HasPrefix(line, []byte("data: [DONE]")) {
 			done = true
 		}
@@ -411,6 +417,7 @@ func summarizeStreams(name string, all []streamStats, deltas int, pace time.Dura
 	var gaps, ttfts []float64
 	for _, s := range all {
 		r.Frames += s.frames
+		r.Masked += s.masked
 		if s.frames > 0 {
 			ttfts = append(ttfts, float64(s.ttft.Microseconds())/1000)
 		}

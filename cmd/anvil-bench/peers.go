@@ -22,7 +22,9 @@ type ProcResult struct {
 
 // routerTOML routes one alias per profile to its serve. The tailnet table
 // is read only by the tailnet child (https off: no certificate fetch).
-func routerTOML(serves [nProfiles]string) string {
+// guardrails (a --guardrails value) adds a [guardrails] table with one pii
+// provider on those stages, masking every entity it finds.
+func routerTOML(serves [nProfiles]string, guardrails string) string {
 	var b strings.Builder
 	b.WriteString("[router]\nrelay_timeout = 30.0\n\n[tailnet]\nhostname = \"anvil\"\nephemeral = true\nhttps = false\n")
 	for i, id := range profileNames {
@@ -41,6 +43,19 @@ model = %q
 	b.WriteString("\n[router.model_routes]\n")
 	for _, id := range profileNames {
 		fmt.Fprintf(&b, "%s = %q\n", id, id)
+	}
+	if stages := guardrailModes[guardrails]; len(stages) > 0 {
+		fmt.Fprintf(&b, `
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "pii"
+type = "pii"
+stages = ["%s"]
+[guardrails.providers.options]
+default_action = "mask"
+`, strings.Join(stages, `", "`))
 	}
 	return b.String()
 }
@@ -65,7 +80,7 @@ func launch(ctx context.Context, p *path, pr *proc, idle time.Duration, version,
 // binary as a child (see childRouter), or --router-bin.
 func startRouter(ctx context.Context, s settings, tmp string, serves [nProfiles]string, idle time.Duration) (*path, ProcResult, error) {
 	cfg := filepath.Join(tmp, "router.toml")
-	if err := os.WriteFile(cfg, []byte(routerTOML(serves)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(routerTOML(serves, s.Guardrails)), 0o600); err != nil {
 		return nil, ProcResult{}, err
 	}
 	port, err := freePort()
@@ -91,6 +106,9 @@ func startRouter(ctx context.Context, s settings, tmp string, serves [nProfiles]
 		setup = "built-in child, as anvil-router serve --dev-listen"
 	}
 	setup += ", max_concurrency " + limit + ", JSON audit line per request to a file"
+	if stages := guardrailModes[s.Guardrails]; len(stages) > 0 {
+		setup += ", guardrails: pii (mask) on " + strings.Join(stages, " and ")
+	}
 	if len(s.RouterEnv) > 0 {
 		env = append(env, s.RouterEnv...)
 		setup += ", env " + strings.Join(s.RouterEnv, " ")

@@ -165,6 +165,9 @@ func writeTable(w io.Writer, r *Results) {
 	fmt.Fprintf(w, "other processes used %.0f%% of one core during the run (of %d00%%)\n", m.OthersPct, m.CPUs)
 	fmt.Fprintf(w, "settings: %v per throughput point, concurrency %v, %d latency rounds, %d streams x %d deltas at %v, smoke=%v\n",
 		s.Duration, s.Concurrency, s.Pairs, s.Streams, s.Deltas, s.Pace, s.Smoke)
+	if s.Guardrails != "" || s.PIIEvery > 0 || (len(s.Phases) > 0 && len(s.Phases) < len(knownPhases)) {
+		fmt.Fprintf(w, "guardrails: %q, an email in every %dth streamed delta (0: none); phases %v\n", s.Guardrails, s.PIIEvery, s.Phases)
+	}
 	for _, sk := range r.Skipped {
 		fmt.Fprintf(w, "skipped: %s\n", sk)
 	}
@@ -207,6 +210,9 @@ func writeTable(w io.Writer, r *Results) {
 	for _, st := range r.Streaming {
 		if st.FirstError != "" {
 			fmt.Fprintf(w, "  %s: %d failed streams, first: %s\n", st.Path, st.FailedStreams, st.FirstError)
+		}
+		if st.Masked > 0 {
+			fmt.Fprintf(w, "  %s: %d frames masked by the guardrails\n", st.Path, st.Masked)
 		}
 	}
 	if t := r.Tailnet; t != nil {

@@ -257,7 +257,7 @@ func tailnetPhase(ctx context.Context, s settings, tmp string, serves [nProfiles
 		"--dir", filepath.Join(tmp, "tailnet"), "--zero", serves[pZero], "--ttft", serves[pTTFT],
 		"--max-concurrency", strconv.Itoa(s.MaxConcurrency),
 	}
-	if err := os.WriteFile(args[1], []byte(routerTOML(serves)), 0o600); err != nil {
+	if err := os.WriteFile(args[1], []byte(routerTOML(serves, s.Guardrails)), 0o600); err != nil {
 		return err
 	}
 	child, err = startProc("tailnet child", self, args, env, filepath.Join(tmp, "tailnet.log"), true)
@@ -295,6 +295,9 @@ func tailnetPhase(ctx context.Context, s settings, tmp string, serves [nProfiles
 	progress("tailnet: client reaches %s", tr.Conn)
 	paths := []*path{direct, bare, router}
 	for _, prof := range []profile{pZero, pTTFT} {
+		if !s.runs("latency") {
+			break
+		}
 		kind := kindName(prof)
 		progress("tailnet: added latency, %s, %d rounds", kind, s.Pairs)
 		smp, err := rounds(ctx, paths, prof, s.Pairs)
@@ -308,6 +311,9 @@ func tailnetPhase(ctx context.Context, s settings, tmp string, serves [nProfiles
 		}
 	}
 	for _, c := range s.Concurrency {
+		if !s.runs("throughput") {
+			break
+		}
 		for _, p := range []*path{bare, router} {
 			progress("tailnet: throughput %s at concurrency %d", p.name, c)
 			res.Throughput = append(res.Throughput, throughput(ctx, p, c, s.Duration, res.procs))

@@ -221,13 +221,9 @@ func buildHandler(cfg *config.Config, log *slog.Logger, lim limits) (*tsrouter.H
 		WebUIPrefix:          cfg.WebUI.Prefix(),
 		ConfigView:           cfg.View(),
 	})
-	if cfg.Guardrails.Enabled {
-		eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
-		if err != nil {
-			h.Close()
-			return nil, nil, err
-		}
-		h.SetGuardrails(eng)
+	if err := h.ApplyGuardrails(cfg.Guardrails, config.LookupTierSecret); err != nil {
+		h.Close()
+		return nil, nil, err
 	}
 	return h, set, nil
 }
