@@ -2,6 +2,7 @@ package tsrouter_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -168,4 +169,33 @@ url = "` + hookURL + `"
 func mustJSON(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// A serve that sends reasoning beside an empty content in one delta
+// (Ollama's shape; some vLLM and SGLang builds do the same): the
+// reasoning is gated like any text, never passed through as it came.
+func TestGuardrailsReasoningBesideContent(t *testing.T) {
+	serve := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for _, delta := range []string{
+			`{"role":"assistant","content":"","reasoning_content":"mail root@corp.example.com first"}`,
+			`{"content":"","reasoning":"then ssn-free bob@corp.example.com"}`,
+			`{"content":"Done."}`,
+		} {
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"served-model\",\"choices\":[{\"index\":0,\"delta\":%s,\"finish_reason\":null}]}\n\n", delta)
+		}
+		fmt.Fprint(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"model\":\"served-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(serve.Close)
+	h := newHandler(t, oneTier(serve.URL, "")+guardPII, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`, "Authorization", "Bearer "+routerToken)
+	body := readAll(t, resp)
+	if strings.Contains(body, "corp.example.com") {
+		t.Errorf("reasoning leaked unmasked:\n%s", body)
+	}
+	if strings.Count(body, "REDACTED:EMAIL") != 2 || !strings.Contains(body, "Done.") {
+		t.Errorf("want both addresses masked and the answer whole:\n%s", body)
+	}
 }

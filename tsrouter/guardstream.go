@@ -502,8 +502,13 @@ func (sg *streamGuard) fastOpenAIChunk(data []byte) (out []byte, ok bool, _ erro
 		switch string(k) {
 		case "content":
 			content = v
-		case "tool_calls":
-			return nil, false, nil
+		case "role":
+		default:
+			// reasoning, reasoning_content, tool_calls, anything a serve
+			// adds: text this path does not gate goes the general way.
+			if string(v) != "null" {
+				return nil, false, nil
+			}
 		}
 	}
 	if len(content) < 2 || content[0] != '"' {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,18 +33,18 @@ snapshot_interval = "1s"
 `)
 	home := t.TempDir()
 	const token = "tok-secret-1234"
-	start := func() (*exec.Cmd, string, *bytes.Buffer) {
+	start := func() (*exec.Cmd, string, *lockedLog) {
 		addr := freePort(t)
 		cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
 		cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN="+token, "ANVIL_SERVING_HOME="+home)
-		var logs bytes.Buffer
-		cmd.Stderr = &logs
+		logs := &lockedLog{}
+		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 		waitHealthy(t, "http://"+addr)
-		return cmd, "http://" + addr, &logs
+		return cmd, "http://" + addr, logs
 	}
 	do := func(method, url, body string) (int, string) {
 		req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
@@ -100,6 +101,25 @@ snapshot_interval = "1s"
 	if strings.Contains(logs.String(), token) {
 		t.Error("router token in logs")
 	}
+}
+
+// lockedLog is a child's stderr, read by the test while the child still
+// writes it.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // TestStatsCorruptSnapshotStartsFresh: a snapshot that does not load is
