@@ -137,6 +137,9 @@ type Handler struct {
 	// mux matches paths to the routes this config serves (served).
 	mux    *http.ServeMux
 	served []*route
+	// tailnetName is the node's MagicDNS name, a Host browsers may use
+	// (rebinding.go).
+	tailnetName atomic.Pointer[string]
 	// ui is the web UI (nil when [webui] is disabled); configView is
 	// GET /admin/config's view of the config.
 	ui         *webui.UI
@@ -315,6 +318,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 	}
 	if rt == noRoute {
 		h.fail(w, envGeneric, errNoRoute)
+		return
+	}
+	if (rt.admin || rt.ui) && !h.browserHostTrusted(r) {
+		h.fail(w, rt.env, errCrossSite.withDetail("browser request for an untrusted Host (DNS rebinding?)"))
 		return
 	}
 	if rt.admin && !h.isAdmin(r, rec) {

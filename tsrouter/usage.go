@@ -72,9 +72,15 @@ func budgetsOf(p *policy.Principal) []budgetRef {
 		return nil
 	}
 	if l := (usage.Limits{TokensPerDay: p.TokensPerDay, RequestsPerDay: p.RequestsPerDay}); l.Any() && p.Identity != nil {
+		// A grant's budget belongs to the tailnet caller (the user, or a
+		// tagged node), never to a key it presents: a new key must not
+		// mean a new grant budget.
 		name := p.Budget
 		if name == "" {
-			k, id := identityOf(p)
+			k, id := usage.KindUser, p.Identity.User
+			if p.Identity.Tagged() || id == "" {
+				k, id = usage.KindNode, p.Identity.Node
+			}
 			name = k.String() + ":" + id
 		}
 		out = append(out, budgetRef{name, l})
@@ -85,10 +91,27 @@ func budgetsOf(p *policy.Principal) []budgetRef {
 			if name == "" {
 				name = "key:" + k.ID
 			}
+			// A grant and a key naming one shared bucket spend from it
+			// once, under the tighter limits.
+			if len(out) == 1 && out[0].name == name {
+				out[0].Limits = tighter(out[0].Limits, l)
+				return out
+			}
 			out = append(out, budgetRef{name, l})
 		}
 	}
 	return out
+}
+
+// tighter is the stricter of two limits, field by field (0 is none).
+func tighter(a, b usage.Limits) usage.Limits {
+	pick := func(x, y int64) int64 {
+		if x == 0 || (y != 0 && y < x) {
+			return y
+		}
+		return x
+	}
+	return usage.Limits{TokensPerDay: pick(a.TokensPerDay, b.TokensPerDay), RequestsPerDay: pick(a.RequestsPerDay, b.RequestsPerDay)}
 }
 
 // identityOf is the caller's own identity, the one /v1/usage shows: the

@@ -85,6 +85,7 @@ func serveTailnet(ctx context.Context, cfg *config.Config, h *tsrouter.Handler, 
 		return err
 	}
 	defer node.Close()
+	h.SetTailnetName(node.Name)
 	svc, err := tsrouter.ListenTailnet(node, tsrouter.TailnetServing{
 		Handler:     h,
 		Tailnet:     cfg.Tailnet.Serving(),

@@ -1,0 +1,49 @@
+package tsrouter_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/anvil-serving/anvil-router/backends/fakeserve"
+)
+
+// DNS rebinding: a browser that reached the router under a name an
+// attacker's DNS pointed here is refused on the admin API and the UI;
+// the router's own names, addresses and non-browser clients are not.
+func TestBrowserHostMustNameTheRouter(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	const admin = "admin-rebinding-0123456789"
+	base := startRouter(t, oneTier(url, ""), routerOpts{adminToken: admin})
+	cases := []struct {
+		name, host string
+		browser    bool
+		want       int
+	}{
+		{"a browser under an attacker's name", "rebind.attacker.example:8080", true, 403},
+		{"a browser under a name ending in a dot", "rebind.attacker.example.", true, 403},
+		{"a browser on the loopback address", "127.0.0.1", true, 200},
+		{"a browser on localhost", "localhost:8080", true, 200},
+		{"a browser on the MagicDNS short name", "anvil", true, 200},
+		{"a browser on a ts.net name", "anvil.tail1234.ts.net", true, 200},
+		{"a browser on an IPv6 address", "[::1]:80", true, 200},
+		{"curl under any name", "rebind.attacker.example", false, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/admin/config", nil)
+			req.Host = tc.host
+			req.Header.Set("X-Admin-Token", admin)
+			if tc.browser {
+				req.Header.Set("Sec-Fetch-Site", "same-origin")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+		})
+	}
+}
