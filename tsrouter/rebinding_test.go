@@ -47,3 +47,34 @@ func TestBrowserHostMustNameTheRouter(t *testing.T) {
 		})
 	}
 }
+
+// A page on another site cannot make a tailnet user's browser run (and
+// bill) inference with a form: cross-site browser writes are refused on
+// every route; the router's own pages and non-browser clients are not.
+func TestCrossSiteBrowserInferenceIsRefused(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	base := startRouter(t, oneTier(url, ""), routerOpts{})
+	body := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"x":"="}`
+	cases := []struct {
+		name   string
+		header map[string]string
+		want   int
+	}{
+		{"a text/plain form from another site", map[string]string{"Content-Type": "text/plain", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}, 403},
+		{"another origin without fetch metadata", map[string]string{"Origin": "https://evil.example"}, 403},
+		{"a same-origin browser", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200},
+		{"an SDK", map[string]string{"Content-Type": "application/json"}, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var hdr []string
+			for k, v := range tc.header {
+				hdr = append(hdr, k, v)
+			}
+			resp := post(t, t.Context(), base+"/v1/chat/completions", body, hdr...)
+			if got := readAll(t, resp); resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
+			}
+		})
+	}
+}

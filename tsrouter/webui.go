@@ -125,7 +125,17 @@ func presentsCredentials(r *http.Request) bool {
 // csrf field of the UI's own forms). curl and the SDKs send neither
 // header and hold their credential themselves: they are not affected.
 func (h *Handler) checkBrowserWrite(r *http.Request, rec *record, rt *route, body []byte) error {
-	if !(rt.admin || rt.ui) || !webui.StateChanging(r.Method) {
+	if !webui.StateChanging(r.Method) {
+		return nil
+	}
+	if !(rt.admin || rt.ui) {
+		// Any other route: no CORS is served, so the only cross-site
+		// writes a browser can make are "simple" ones (a text/plain form
+		// can carry a JSON body), which would run and bill inference as
+		// the tailnet user whose browser it is. No real client sends them.
+		if webui.FromBrowser(r) && webui.CrossSite(r) {
+			return errCrossSite.withDetail("cross-site browser " + r.Method + " refused (Origin " + safeOrigin(r) + ")")
+		}
 		return nil
 	}
 	sess, session := h.uiSession(r, rec)
