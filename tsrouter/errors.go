@@ -93,10 +93,11 @@ type apiError struct {
 	Message string
 	// RetryAfter, if set, is sent as the Retry-After header (seconds).
 	RetryAfter string
-	// Permanent marks a 5xx no retry of this router can change (tools on
-	// a tier without them; the exhaustion status, which tells the caller
-	// to go to its own provider now). 4xx other than 408 and 429 are
-	// permanent by status. Sent as X-Should-Retry: false, which the
+	// Permanent marks an answer no retry of this router can change whose
+	// status alone would invite one: a 5xx (tools on a tier without them;
+	// the exhaustion status, which tells the caller to go to its own
+	// provider now) or a 429 (a day budget spent until midnight). 4xx
+	// other than 408 and 429 are permanent by status. Sent as X-Should-Retry: false, which the
 	// openai and Anthropic SDKs honour.
 	Permanent bool
 	// Close asks the server to close the connection after the response

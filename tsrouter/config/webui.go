@@ -45,8 +45,9 @@ func parseWebUI(t table) WebUI {
 }
 
 // checkWebUIPrefix says what is wrong with a path prefix ("" nothing).
-// The prefix becomes a route pattern and the session cookie's Path, so it
-// must be a plain absolute path: no "..", no query, no wildcard.
+// The prefix becomes a route pattern (the session cookie's Path is "/":
+// the pages call the API outside the prefix), so it must be a plain
+// absolute path: no "..", no query, no wildcard.
 func checkWebUIPrefix(p string) string {
 	switch {
 	case !strings.HasPrefix(p, "/"):
