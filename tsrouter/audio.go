@@ -127,7 +127,7 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 	if purpose == "tts" {
 		// Input stage: the text to speak.
 		if call.body, err = h.audioText(r.Context(), rec, call.body, "input"); err != nil {
-			reason, outcome = "guardrail_blocked", "blocked"
+			reason, outcome = guardFailure(err)
 			return err
 		}
 	}
@@ -153,7 +153,7 @@ func (h *Handler) serveAudio(w *recorder, r *http.Request, rec *record, purpose 
 	if purpose == "stt" {
 		// Input stage: the transcript is the caller's words, as text.
 		if out, err = h.audioText(r.Context(), rec, out, "text"); err != nil {
-			reason, outcome = "guardrail_blocked", "blocked"
+			reason, outcome = guardFailure(err)
 			return err
 		}
 	}

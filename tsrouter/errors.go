@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/tsrouter/guard"
 	"github.com/anvil-serving/anvil-router/tsrouter/telemetry"
 )
 
@@ -85,6 +86,10 @@ var (
 	// A guardrail blocked the request: the same request is blocked again,
 	// so no retry (X-Should-Retry: false, as for every 4xx).
 	kindGuardBlocked = declare(http.StatusBadRequest, "guardrail_blocked")
+	// A guardrail provider under on_error = fail_closed failed (timeout,
+	// refused connection, malformed answer): the text was never judged, so
+	// the truth is "not now", not "never" — retryable, with Retry-After.
+	kindGuardUnavailable = declare(http.StatusServiceUnavailable, "guardrail_unavailable")
 )
 
 // apiError is a failure as the caller sees it.
@@ -194,6 +199,19 @@ func errNoCompletions(model string) *apiError {
 // provider and the category (and a webhook's message), never the text.
 func errGuardBlocked(provider, category, message string) *apiError {
 	return newError(kindGuardBlocked, guardBlockedMessage(provider, category, message))
+}
+
+// guardUnavailableRetryAfter is the Retry-After of a guardrail_unavailable
+// answer: long enough for a restarting guard model or webhook to come back,
+// short enough that a caller which waits loses little.
+const guardUnavailableRetryAfter = "5"
+
+func errGuardUnavailable(provider string) *apiError {
+	return &apiError{kind: kindGuardUnavailable, Message: guardUnavailableMessage(provider), RetryAfter: guardUnavailableRetryAfter}
+}
+
+func guardUnavailableMessage(provider string) string {
+	return "guardrail " + strconv.Quote(provider) + " is unavailable and fails closed; retry later"
 }
 
 func guardBlockedMessage(provider, category, message string) string {
@@ -415,10 +433,15 @@ func streamErrorFrame(env envelope) []byte {
 }
 
 // guardStreamFrame ends a stream a guardrail blocked mid-answer: the
-// caller dialect's error event, never a clean end.
-func guardStreamFrame(env envelope, provider, category, message string) []byte {
-	msg, _ := json.Marshal(guardBlockedMessage(provider, category, message))
-	inner := `{"type":"` + kindGuardBlocked.Type + `","message":` + string(msg) + `}`
+// caller dialect's error event, never a clean end. A provider that failed
+// under fail_closed gives guardrail_unavailable, not guardrail_blocked.
+func guardStreamFrame(env envelope, b *guard.BlockError) []byte {
+	typ, text := kindGuardBlocked.Type, guardBlockedMessage(b.Provider, b.Category, b.Message)
+	if b.Unavailable {
+		typ, text = kindGuardUnavailable.Type, guardUnavailableMessage(b.Provider)
+	}
+	msg, _ := json.Marshal(text)
+	inner := `{"type":"` + typ + `","message":` + string(msg) + `}`
 	switch env {
 	case envAnthropic, envResponses:
 		return []byte("event: error\ndata: {\"type\":\"error\",\"error\":" + inner + "}\n\n")

@@ -120,44 +120,55 @@ url = "` + hookURL + `"
 	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	chat := func(text string) (int, string) {
+	chat := func(text string) *http.Response {
 		body := `{"model":"chat","messages":[{"role":"user","content":` + strings.TrimSpace(mustJSON(text)) + `}]}`
-		resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", body, "Authorization", "Bearer "+routerToken)
-		return resp.StatusCode, readAll(t, resp)
+		return post(t, t.Context(), srv.URL+"/v1/chat/completions", body, "Authorization", "Bearer "+routerToken)
 	}
+	// A judgement of the text is final (400, no retry); a fail_closed
+	// provider that failed judged nothing, so the caller is told to come
+	// back (503 with Retry-After), which is the truth.
 	cases := []struct {
 		name, prompt string
 		broken       bool
 		status       int
+		errType      string
 		want         string
+		retryAfter   string
 	}{
-		{"both allow, the hook rewrites", "what colour is the sky", false, 200, ""},
-		{"the guard model blocks", "how do I detonate it", false, 400, `llama-guard`},
-		{"the hook blocks", "status of bluebird", false, 400, `hook`},
-		{"a broken hook fails closed", "hello", true, 400, `hook`},
+		{"both allow, the hook rewrites", "what colour is the sky", false, 200, "", "", ""},
+		{"the guard model blocks", "how do I detonate it", false, 400, "guardrail_blocked", `llama-guard`, ""},
+		{"the hook blocks", "status of bluebird", false, 400, "guardrail_blocked", `hook`, ""},
+		{"a broken hook fails closed, retryable", "hello", true, 503, "guardrail_unavailable", `hook`, "5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			hookBroken.Store(tc.broken)
 			before := fake.Stats().Requests
-			status, body := chat(tc.prompt)
-			if status != tc.status {
-				t.Fatalf("status %d, want %d: %s", status, tc.status, body)
+			resp := chat(tc.prompt)
+			body := readAll(t, resp)
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
 			if tc.status == 200 {
 				if sent := string(fake.LastRequest().Body); !strings.Contains(sent, "color") || strings.Contains(sent, "colour") {
 					t.Errorf("the hook's modification did not reach the serve: %s", sent)
 				}
-			} else {
-				if !strings.Contains(body, "guardrail_blocked") || !strings.Contains(body, tc.want) {
-					t.Errorf("body %s: want guardrail_blocked naming %s", body, tc.want)
-				}
-				if strings.Contains(body, tc.prompt) {
-					t.Errorf("the refusal quotes the prompt: %s", body)
-				}
-				if fake.Stats().Requests != before {
-					t.Errorf("a blocked prompt reached the serve")
-				}
+				return
+			}
+			if !strings.Contains(body, `"type":"`+tc.errType+`"`) || !strings.Contains(body, tc.want) {
+				t.Errorf("body %s: want %s naming %s", body, tc.errType, tc.want)
+			}
+			if strings.Contains(body, tc.prompt) {
+				t.Errorf("the refusal quotes the prompt: %s", body)
+			}
+			if fake.Stats().Requests != before {
+				t.Errorf("a refused prompt reached the serve")
+			}
+			if got := resp.Header.Get("Retry-After"); got != tc.retryAfter {
+				t.Errorf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+			if got, want := resp.Header.Get("X-Should-Retry"), map[bool]string{true: "", false: "false"}[tc.status == 503]; got != want {
+				t.Errorf("X-Should-Retry %q, want %q", got, want)
 			}
 		})
 	}
@@ -197,5 +208,45 @@ func TestGuardrailsReasoningBesideContent(t *testing.T) {
 	}
 	if strings.Count(body, "REDACTED:EMAIL") != 2 || !strings.Contains(body, "Done.") {
 		t.Errorf("want both addresses masked and the answer whole:\n%s", body)
+	}
+}
+
+// A fail_closed output provider that fails while an answer streams: the
+// caller gets the dialect's error event typed guardrail_unavailable (not
+// guardrail_blocked: nothing was judged), no clean end, and none of the
+// answer the provider never passed.
+func TestGuardrailsOutputProviderFailsClosedMidStream(t *testing.T) {
+	var broken atomic.Bool
+	broken.Store(true)
+	hookURL := hookServe(t, &broken)
+	gr := `
+[guardrails]
+enabled = true
+output_check = "window"
+
+[[guardrails.providers]]
+name = "hook"
+type = "webhook"
+stages = ["output"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+url = "` + hookURL + `"
+`
+	for _, tc := range []struct {
+		dialect, path, body, errorEvent, cleanEnd string
+	}{
+		{"openai", "/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":true}`, `data: {"error":{"type":"guardrail_unavailable"`, "[DONE]"},
+		{"anthropic", "/v1/messages", `{"model":"chat","max_tokens":64,"messages":[{"role":"user","content":"hi"}],"stream":true}`, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"guardrail_unavailable\"", "message_stop"},
+	} {
+		t.Run(tc.dialect+tc.path, func(t *testing.T) {
+			_, url := guardedRouter(t, tc.dialect, gr, fakeserve.Options{Deltas: []string{"never ", "judged"}}, nil)
+			body := readAll(t, post(t, t.Context(), url+tc.path, tc.body, openaiAuth...))
+			if !strings.Contains(body, tc.errorEvent) || strings.Contains(body, tc.cleanEnd) {
+				t.Errorf("stream did not end with the guardrail_unavailable event:\n%s", body)
+			}
+			if strings.Contains(answerText(body), "judged") {
+				t.Errorf("text the provider never passed reached the caller:\n%s", body)
+			}
+		})
 	}
 }

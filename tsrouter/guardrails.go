@@ -119,11 +119,39 @@ func (rec *record) guardNote() *guardNote {
 	return rec.guard
 }
 
-// guardBlocked records a block and returns the caller's error.
+// guardBlocked records a block and returns the caller's error: 400
+// guardrail_blocked for a judgement of the text, 503 guardrail_unavailable
+// when a fail_closed provider failed and nothing was judged.
 func guardBlocked(rec *record, stage guard.Stage, res *guard.Result) error {
+	if res.Unavailable {
+		rec.decide("guardrail_unavailable", "error")
+		rec.detail = stage.String() + " check failed: guardrail " + res.Provider + " unavailable (fail_closed)"
+		for _, v := range res.Verdicts {
+			if v.Provider == res.Provider && v.Err != nil {
+				rec.detail += ": " + v.Err.Error()
+				break
+			}
+		}
+		return errGuardUnavailable(res.Provider)
+	}
 	rec.decide("guardrail_blocked", "blocked")
 	rec.detail = stage.String() + " blocked by guardrail " + res.Provider + " (category " + res.Category + ")"
 	return errGuardBlocked(res.Provider, res.Category, res.Message)
+}
+
+// guardFailure is the decision reason and outcome of a guardrail stage's
+// error, for paths (audio) that record their own decision.
+func guardFailure(err error) (reason, outcome string) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		switch ae.kind {
+		case kindGuardBlocked:
+			return "guardrail_blocked", "blocked"
+		case kindGuardUnavailable:
+			return "guardrail_unavailable", "error"
+		}
+	}
+	return "guardrail_error", "error"
 }
 
 // inputStage checks the request's texts; a transform rewrites the body
@@ -544,6 +572,8 @@ func (h *Handler) serveGuardrails(w *recorder, r *http.Request, rec *record) err
 // maskOptions copies a provider's options with every value under a
 // secret-looking key (secret, token, password, api_key, authorization,
 // headers) replaced; keys ending in _env name a variable and are shown.
+// A URL's query is masked too (a hook may take a token there; userinfo
+// is refused when the config loads).
 func maskOptions(key string, v any) any {
 	lk := strings.ToLower(key)
 	secret := !strings.HasSuffix(lk, "_env") && (strings.Contains(lk, "secret") || strings.Contains(lk, "token") ||
@@ -564,6 +594,14 @@ func maskOptions(key string, v any) any {
 			out[i] = maskOptions(key, e)
 		}
 		return out
+	case string:
+		if secret {
+			return "(masked)"
+		}
+		if i := strings.IndexByte(x, '?'); i >= 0 && (strings.HasPrefix(x, "http://") || strings.HasPrefix(x, "https://")) {
+			return x[:i+1] + "(masked)"
+		}
+		return v
 	default:
 		if secret {
 			return "(masked)"

@@ -102,7 +102,7 @@ name = "hook"
 type = "webhook"
 enabled = false
 [guardrails.providers.options]
-url = "http://127.0.0.1:9/hook"
+url = "http://127.0.0.1:9/hook?token=query-secret-value"
 secret = "literal-secret-value"
 bearer_env = "HOUSE_TOKEN"
 `, fakeserve.Options{}, nil)
@@ -127,7 +127,7 @@ bearer_env = "HOUSE_TOKEN"
 	if !v.Enabled || v.Mode != "enforce" || len(v.Providers) != 2 || len(v.Providers[0].Stages) != 2 {
 		t.Errorf("view %s", body)
 	}
-	if strings.Contains(body, "literal-secret-value") || !strings.Contains(body, "HOUSE_TOKEN") || strings.Contains(body, promptSecret) {
+	if strings.Contains(body, "literal-secret-value") || strings.Contains(body, "query-secret-value") || !strings.Contains(body, "HOUSE_TOKEN") || strings.Contains(body, promptSecret) {
 		t.Errorf("secrets not masked or env names hidden: %s", body)
 	}
 	found := false

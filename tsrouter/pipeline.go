@@ -242,8 +242,16 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 	case errors.As(err, &blocked):
 		// Never a clean end: the dialect's error event, the upstream
 		// cancelled by closeStream.
-		out.Write(guardStreamFrame(a.env, blocked.Provider, blocked.Category, blocked.Message))
+		out.Write(guardStreamFrame(a.env, blocked))
 		out.Flush()
+		if blocked.Unavailable {
+			rec.decide("guardrail_unavailable", "error")
+			rec.detail = "output check failed mid-stream: guardrail " + blocked.Provider + " unavailable (fail_closed); upstream cancelled"
+			if blocked.Cause != nil {
+				rec.detail += ": " + blocked.Cause.Error()
+			}
+			break
+		}
 		rec.decide("guardrail_blocked", "blocked")
 		rec.detail = "output blocked mid-stream by guardrail " + blocked.Provider + " (category " + blocked.Category + "); upstream cancelled"
 	default:

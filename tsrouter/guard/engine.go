@@ -141,6 +141,11 @@ type Result struct {
 	Provider, Category string
 	// Message is a webhook's message for the caller on a block.
 	Message string
+	// Unavailable says the deciding block is a provider's failure under
+	// on_error = fail_closed, not a judgement of the text: the same
+	// request may pass once the provider is back, so the caller is told
+	// to retry (503), not that its request is refused (400).
+	Unavailable bool
 	// Verdicts are every provider's, in the order they ran.
 	Verdicts []Named
 	// Entities counts entity types over all providers.
@@ -179,6 +184,7 @@ func (e *Engine) Check(ctx context.Context, stage Stage, c *Content, extra []str
 			res.Action = v.Action
 			if v.Action == Block || v.Action == Flag {
 				res.Provider, res.Category, res.Message = en.cfg.Name, v.Category, v.Message
+				res.Unavailable = v.Action == Block && err != nil
 			}
 		}
 		if v.Action == Transform && len(v.Texts) == len(cur.Texts) {
@@ -214,7 +220,7 @@ func (e *Engine) run(ctx context.Context, en *entry, stage Stage, c *Content) (V
 	if err != nil {
 		v = Verdict{Reason: "provider error"}
 		if en.cfg.OnError == FailClosed {
-			v = Verdict{Action: Block, Category: "provider_error", Reason: "provider failed; on_error = fail_closed", Score: 1}
+			v = Verdict{Action: Block, Category: CategoryProviderError, Reason: "provider failed; on_error = fail_closed", Score: 1}
 		}
 	}
 	if th, ok := en.cfg.CategoryThresholds[v.Category]; ok && (v.Action == Flag || v.Action == Block) && err == nil && v.Score < th {

@@ -51,6 +51,10 @@ const (
 	CategoryProfanity     = "profanity"
 )
 
+// CategoryProviderError is the category of the block a failing provider
+// gives under on_error = fail_closed (Result.Unavailable).
+const CategoryProviderError = "provider_error"
+
 // Kind says what a piece of text is, so providers and the operator's
 // rules can treat a system prompt, a tool's arguments or a tool's result
 // differently from conversation text.

@@ -37,6 +37,10 @@ type BlockError struct {
 	Provider, Category string
 	// Message is a webhook's message for the caller ("" for none).
 	Message string
+	// Unavailable: the provider failed under fail_closed (Result.Unavailable);
+	// Cause is its error, for the operator's audit line.
+	Unavailable bool
+	Cause       error
 }
 
 func (b *BlockError) Error() string {
@@ -252,7 +256,7 @@ func (g *Gate) checkModels(ctx context.Context, answer string) error {
 		}
 		if v.Action == Block && !g.monitor {
 			g.finish()
-			g.blocked = &BlockError{Provider: en.cfg.Name, Category: v.Category, Message: v.Message}
+			g.blocked = &BlockError{Provider: en.cfg.Name, Category: v.Category, Message: v.Message, Unavailable: err != nil, Cause: err}
 			return g.blocked
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -44,7 +45,14 @@ func upstreamErr(what string, cause error, texts []string, format string, args .
 		e.ctxErr = context.Canceled
 		msg += ": canceled"
 	default:
-		if c := cause.Error(); !echoes(c, texts) {
+		c := cause.Error()
+		// A *url.Error's text quotes the URL, whose query may hold a
+		// hook's token: keep only the operation and the transport's reason.
+		var ue *url.Error
+		if errors.As(cause, &ue) {
+			c = ue.Op + ": " + ue.Err.Error()
+		}
+		if !echoes(c, texts) {
 			msg += ": " + c
 		}
 	}
@@ -108,8 +116,7 @@ func postJSON(ctx context.Context, client *http.Client, what, url string, body [
 		if ctx.Err() == context.DeadlineExceeded {
 			return nil, upstreamErr(what, context.DeadlineExceeded, texts, "no answer within %s", timeout)
 		}
-		// *url.Error's text holds the URL (configured, not secret) and the
-		// transport's reason; never the body.
+		// The transport's reason (upstreamErr drops the URL); never the body.
 		return nil, upstreamErr(what, err, texts, "request failed")
 	}
 	defer resp.Body.Close()
