@@ -214,6 +214,13 @@ func guardUnavailableMessage(provider string) string {
 	return "guardrail " + strconv.Quote(provider) + " is unavailable and fails closed; retry later"
 }
 
+// errUnknownGuardrail refuses a caller whose grant or key adds a
+// guardrail provider the router does not configure: fail closed rather
+// than serve it without the protection it was given.
+func errUnknownGuardrail(name string) *apiError {
+	return newError(kindForbidden, "this caller's grant or key names guardrail "+strconv.Quote(name)+", which this router does not configure")
+}
+
 func guardBlockedMessage(provider, category, message string) string {
 	msg := "blocked by guardrail " + strconv.Quote(provider) + " (category " + strconv.Quote(category) + ")"
 	if message != "" {

@@ -44,6 +44,24 @@ func guardExtra(rec *record) []string {
 	return rec.principal.GuardrailNames()
 }
 
+// checkGuardrailNames refuses a caller whose grants or key name a
+// guardrail provider that is not configured (with guardrails on; off, the
+// names mean nothing and are ignored).
+func (h *Handler) checkGuardrailNames(rec *record) error {
+	names := guardExtra(rec)
+	if len(names) == 0 {
+		return nil
+	}
+	e := h.guardrails()
+	if e == nil {
+		return nil
+	}
+	if n, bad := e.Unknown(names); bad {
+		return errUnknownGuardrail(n).withDetail("grant or key names guardrail " + strconv.Quote(n) + ", not in [guardrails]")
+	}
+	return nil
+}
+
 // guardNote is what a request's record says of its guardrail verdicts:
 // provider, stage, verdict, category and entity counts, never text.
 type guardNote struct {

@@ -34,6 +34,9 @@ func TestGuardrailsEmbeddingsInput(t *testing.T) {
 // names it; a key cannot remove a provider that applies to everyone.
 func TestGuardrailsAddedByKey(t *testing.T) {
 	const strictKey = "sk-anvil-strict-0123456789abcdef"
+	// A key naming a provider that does not exist (a typo) is refused:
+	// serving it would drop the protection it was given.
+	const typoKey = "sk-anvil-typo-0123456789abcdef01"
 	fake, url := startFake(t, fakeserve.Options{Deltas: []string{"ok"}})
 	cfg := oneTier(url, "") + `
 [api_keys]
@@ -46,6 +49,14 @@ user_id = "u1"
 organization_id = "o"
 scopes = ["read", "write"]
 guardrails = ["strict-phones"]
+
+[[api_keys.api_keys]]
+key = "` + typoKey + `"
+id = "typo"
+user_id = "u3"
+organization_id = "o"
+scopes = ["read", "write"]
+guardrails = ["strict-phone"]
 
 [[api_keys.api_keys]]
 key = "` + readerKey + `"
@@ -76,6 +87,14 @@ stages = ["input"]
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	prompt := `{"model":"chat","messages":[{"role":"user","content":"confidential: call 555-123-4567"}]}`
+	before := fake.Stats().Requests
+	resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", prompt, "Authorization", "Bearer "+typoKey)
+	if body := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `permission_error`) || !strings.Contains(body, `\"strict-phone\"`) {
+		t.Errorf("a key naming an unconfigured guardrail: status %d %s, want 403 naming it", resp.StatusCode, body)
+	}
+	if fake.Stats().Requests != before {
+		t.Error("a key naming an unconfigured guardrail reached the serve")
+	}
 	for _, tc := range []struct {
 		key, want, notWant string
 	}{

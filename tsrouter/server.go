@@ -358,6 +358,12 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 			return
 		}
 	}
+	if rt.metered {
+		if err := h.checkGuardrailNames(rec); err != nil {
+			h.fail(w, rt.env, err)
+			return
+		}
+	}
 	release, err := h.takeSlot(rt.pool)
 	if err != nil {
 		h.fail(w, rt.env, err)

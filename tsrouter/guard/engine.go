@@ -108,6 +108,19 @@ func (en *entry) applies(stage Stage, extra []string) bool {
 	return en.cfg.Apply != ApplyOnRequest || slices.Contains(extra, en.cfg.Name)
 }
 
+// Unknown returns the first of names (a caller's grants and key) that no
+// provider of the configuration has, enabled or not. A name the operator
+// never configured is a mistake — most often a typo — and the caller it
+// was meant to protect must not be served without it.
+func (e *Engine) Unknown(names []string) (string, bool) {
+	for _, n := range names {
+		if !slices.ContainsFunc(e.cfg.Providers, func(p ProviderConfig) bool { return p.Name == n }) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
 // Active reports whether any provider runs on stage for this caller.
 func (e *Engine) Active(stage Stage, extra []string) bool {
 	if !e.Enabled() {
