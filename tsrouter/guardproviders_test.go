@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -248,5 +250,71 @@ url = "` + hookURL + `"
 				t.Errorf("text the provider never passed reached the caller:\n%s", body)
 			}
 		})
+	}
+}
+
+// An output provider sees the conversation as the input stage left it:
+// what the pii provider masked in the prompt never reaches a webhook (or
+// guard model), on a translated or passthrough path, streamed or not.
+func TestGuardrailsOutputProviderSeesTheMaskedPrompt(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, string(b))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"action":"allow"}`)
+	}))
+	t.Cleanup(hook.Close)
+	gr := `
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "pii-redaction"
+type = "pii"
+stages = ["input"]
+
+[[guardrails.providers]]
+name = "hook"
+type = "webhook"
+stages = ["output"]
+[guardrails.providers.options]
+url = "` + hook.URL + `"
+`
+	for _, dialect := range []string{"openai", "anthropic"} {
+		_, url := guardedRouter(t, dialect, gr, fakeserve.Options{Deltas: []string{"fine"}}, nil)
+		for name, tc := range guardCases(false) {
+			if name == "completions" && dialect == "anthropic" {
+				continue
+			}
+			for _, stream := range []bool{false, true} {
+				t.Run(dialect+"/"+name+"/stream="+strconv.FormatBool(stream), func(t *testing.T) {
+					mu.Lock()
+					seen = nil
+					mu.Unlock()
+					body := tc.body
+					if stream {
+						body = strings.Replace(body, `"stream":false`, `"stream":true`, 1)
+					}
+					resp := post(t, t.Context(), url+tc.path, body, openaiAuth...)
+					if out := readAll(t, resp); resp.StatusCode != 200 {
+						t.Fatalf("status %d: %s", resp.StatusCode, out)
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if len(seen) == 0 {
+						t.Fatal("the output hook was never called")
+					}
+					for _, s := range seen {
+						if strings.Contains(s, promptSecret) || !strings.Contains(s, "REDACTED:EMAIL") {
+							t.Errorf("the output hook got the prompt unmasked: %s", s)
+						}
+					}
+				})
+			}
+		}
 	}
 }

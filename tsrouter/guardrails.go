@@ -201,8 +201,13 @@ func (h *Handler) inputStage(ctx context.Context, rec *record, q *inference, a *
 	if res.Blocked() {
 		return guardBlocked(rec, guard.Input, res)
 	}
+	q.guardConv = jt.texts
 	if !res.Rewritten() {
 		return nil
+	}
+	q.guardConv = slices.Clone(jt.texts)
+	for i := range q.guardConv {
+		q.guardConv[i].Text = res.Texts[i]
 	}
 	out, err := jt.rewrite(obj, res.Texts)
 	if err != nil {
@@ -268,6 +273,9 @@ func (h *Handler) outputReply(ctx context.Context, rec *record, q *inference, bo
 
 // conversation is the request's texts, the context of an output check.
 func (h *Handler) conversation(q *inference) []guard.Text {
+	if q.guardConv != nil {
+		return q.guardConv
+	}
 	if q.chat == nil {
 		return nil
 	}

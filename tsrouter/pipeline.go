@@ -66,6 +66,11 @@ type inference struct {
 	responsesOpts dialect.ResponsesOptions
 	// gate is the streamed answer's output guardrails (nil: none).
 	gate *streamGuard
+	// guardConv is the conversation as the input stage left it (masked
+	// where it masked): the context output providers see, so a guard
+	// model or webhook never gets what the input stage redacted. Nil
+	// when no input stage ran.
+	guardConv []guard.Text
 	// usageAdded: the router asked an OpenAI serve for the stream's usage
 	// chunk the caller did not ask for; the relay drops it.
 	usageAdded bool
