@@ -138,18 +138,16 @@ func (h *Handler) checkBudget(rec *record) error {
 		secs := int((resets.Sub(h.usage.Now()) + time.Second - 1) / time.Second)
 		return errBudgetExceeded(b.name, max(secs, 1)).withDetail("day budget " + b.name + " exceeded")
 	}
-	// All of them first, so a refusal reserves nothing; then the request
-	// is counted against each (Admit), closing the race between callers
-	// in flight together.
-	for _, b := range bs {
-		if o, resets := h.usage.Exceeded(b.name, b.Limits); o {
-			return over(b, resets)
-		}
+	// All together (usage.AdmitAll): a refusal by one spends from none, and
+	// callers in flight together cannot all pass the last request.
+	ws := make([]usage.Want, len(bs))
+	for i, b := range bs {
+		ws[i] = usage.Want{Name: b.name, Limits: b.Limits}
+	}
+	if i, resets := h.usage.AdmitAll(ws); i >= 0 {
+		return over(bs[i], resets)
 	}
 	for _, b := range bs {
-		if o, resets := h.usage.Admit(b.name, b.Limits); o {
-			return over(b, resets)
-		}
 		rec.budgets = append(rec.budgets, b.name)
 	}
 	return nil

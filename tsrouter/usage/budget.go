@@ -87,23 +87,57 @@ func (s *Store) Budget(name string) BudgetUse {
 // flight together cannot all pass the last one); the request's tokens are
 // added when it is recorded. resets is the next UTC midnight.
 func (s *Store) Admit(name string, l Limits) (over bool, resets time.Time) {
-	return s.exceeded(name, l, true)
+	i, resets := s.AdmitAll([]Want{{name, l}})
+	return i >= 0, resets
+}
+
+// Want is one budget a request must fit in.
+type Want struct {
+	Name string
+	Limits
+}
+
+// AdmitAll admits one request against every budget of ws together: when
+// one is past its limits, the index of the first such is returned and no
+// budget counts the request; otherwise -1, and each counts it. One lock
+// for all, so a request refused by its second budget never spends from
+// its first. resets is the next UTC midnight.
+func (s *Store) AdmitAll(ws []Want) (over int, resets time.Time) {
+	now := s.now()
+	resets = StartOfDay(now).Add(24 * time.Hour)
+	d := StartOfDay(now).Unix()
+	s.budgets.mu.Lock()
+	defer s.budgets.mu.Unlock()
+	for i, w := range ws {
+		if w.Limits.Any() && s.budgetDayLocked(w.Name, w.Limits, d).over(w.Limits, d) {
+			return i, resets
+		}
+	}
+	for _, w := range ws {
+		if b := s.budgetDayLocked(w.Name, w.Limits, d); w.Limits.Any() && b.day == d {
+			b.requests++
+		}
+	}
+	return -1, resets
 }
 
 // Exceeded reports whether budget name is past l today, and when the
 // window resets (the next UTC midnight), without counting a request.
 func (s *Store) Exceeded(name string, l Limits) (over bool, resets time.Time) {
-	return s.exceeded(name, l, false)
-}
-
-func (s *Store) exceeded(name string, l Limits, admit bool) (over bool, resets time.Time) {
 	now := s.now()
 	resets = StartOfDay(now).Add(24 * time.Hour)
 	if !l.Any() {
 		return false, resets
 	}
-	d := StartOfDay(now).Unix()
 	s.budgets.mu.Lock()
+	defer s.budgets.mu.Unlock()
+	d := StartOfDay(now).Unix()
+	return s.budgetDayLocked(name, l, d).over(l, d), resets
+}
+
+// budgetDayLocked is budget name's spend on day d (unix seconds of its
+// UTC midnight), made or reset as needed; its limits become l.
+func (s *Store) budgetDayLocked(name string, l Limits, d int64) *budgetDay {
 	b := s.budgets.use[name]
 	if b == nil {
 		b = &budgetDay{day: d}
@@ -113,17 +147,17 @@ func (s *Store) exceeded(name string, l Limits, admit bool) (over bool, resets t
 	if b.day < d {
 		*b = budgetDay{day: d, limits: l}
 	}
-	var u BudgetUse
-	if b.day == d {
-		u = BudgetUse{Tokens: b.tokens, Requests: b.requests}
+	return b
+}
+
+// over reports whether day d's spend has reached a limit of l (a spend
+// dated after d, from a clock that stepped back, is not d's).
+func (b *budgetDay) over(l Limits, d int64) bool {
+	if b.day != d {
+		return false
 	}
-	over = (l.TokensPerDay > 0 && u.Tokens >= l.TokensPerDay) ||
-		(l.RequestsPerDay > 0 && u.Requests >= l.RequestsPerDay)
-	if admit && !over && b.day == d {
-		b.requests++
-	}
-	s.budgets.mu.Unlock()
-	return over, resets
+	return (l.TokensPerDay > 0 && b.tokens >= l.TokensPerDay) ||
+		(l.RequestsPerDay > 0 && b.requests >= l.RequestsPerDay)
 }
 
 // BudgetView is a budget's limits and what it spent today.

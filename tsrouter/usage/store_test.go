@@ -231,6 +231,26 @@ func TestBudgetsAreUTCDays(t *testing.T) {
 	}
 }
 
+// A request must fit in every budget it draws on: refused by one, it
+// spends from none (a caller's own budget and a shared one).
+func TestAdmitAllSpendsFromNoneOnARefusal(t *testing.T) {
+	c := &clock{time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+	s := newStore(c, 24*time.Hour, "chat")
+	own := usage.Want{Name: "user:a", Limits: usage.Limits{RequestsPerDay: 10}}
+	shared := usage.Want{Name: "team", Limits: usage.Limits{RequestsPerDay: 1}}
+	for i, want := range []int{-1, 1, 1} {
+		if got, _ := s.AdmitAll([]usage.Want{own, shared}); got != want {
+			t.Fatalf("request %d: refused by %d, want %d", i, got, want)
+		}
+	}
+	if u := s.Budget("user:a"); u.Requests != 1 {
+		t.Errorf("the caller's own budget counted %d requests, want 1 (the refused ones spent from it)", u.Requests)
+	}
+	if u := s.Budget("team"); u.Requests != 1 {
+		t.Errorf("the shared budget counted %d requests, want 1", u.Requests)
+	}
+}
+
 func fill(s *usage.Store, c *clock, identities, aliases int, span time.Duration) {
 	names := make([]string, aliases)
 	for i := range names {
