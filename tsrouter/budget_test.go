@@ -130,6 +130,9 @@ func TestBudgets(t *testing.T) {
 			me.Budget.ResetsAt != "2026-03-03T00:00:00Z" {
 			t.Errorf("budget = %+v", me.Budget)
 		}
+		if len(me.Budgets) != 1 || me.Budgets[0] != *me.Budget {
+			t.Errorf("budgets = %+v, want the one budget", me.Budgets)
+		}
 		st := adminStats(t, base)
 		names := map[string]budgetView{}
 		for _, b := range st.Budgets {

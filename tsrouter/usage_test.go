@@ -79,7 +79,8 @@ type myUsageView struct {
 		T string `json:"t"`
 		countersView
 	} `json:"series"`
-	Budget *budgetView `json:"budget"`
+	Budget  *budgetView  `json:"budget"`
+	Budgets []budgetView `json:"budgets"`
 }
 
 // getJSON GETs url with headers (name, value pairs) and decodes a 200.

@@ -288,11 +288,16 @@ func (h *Handler) serveMyUsage(w *recorder, r *http.Request, rec *record) error 
 	for _, p := range pts {
 		points = append(points, pointJSON{rfc3339(p.T), countersOf(p.Counters)})
 	}
+	// Every budget the caller draws on (its grant's or tailnet identity's,
+	// its key's, a shared one): a request must fit in all of them.
+	// "budget" is the first, kept for clients written before "budgets".
+	budgets := []budgetJSON{}
+	for _, b := range budgetsOf(rec.principal) {
+		budgets = append(budgets, h.budgetView(usage.BudgetView{Name: b.name, Limits: b.Limits, BudgetUse: st.Budget(b.name)}))
+	}
 	var budget *budgetJSON
-	if bs := budgetsOf(rec.principal); len(bs) > 0 {
-		u := st.Budget(bs[0].name)
-		b := h.budgetView(usage.BudgetView{Name: bs[0].name, Limits: bs[0].Limits, BudgetUse: u})
-		budget = &b
+	if len(budgets) > 0 {
+		budget = &budgets[0]
 	}
 	writeJSON(w, http.StatusOK, mustJSON(struct {
 		Identity  identityJSON `json:"identity"`
@@ -301,6 +306,7 @@ func (h *Handler) serveMyUsage(w *recorder, r *http.Request, rec *record) error 
 		Retention string       `json:"retention_window"`
 		Series    []pointJSON  `json:"series"`
 		Budget    *budgetJSON  `json:"budget"`
-	}{ij, countersOf(today), countersOf(window), durationString(st.Retention()), points, budget}))
+		Budgets   []budgetJSON `json:"budgets"`
+	}{ij, countersOf(today), countersOf(window), durationString(st.Retention()), points, budget, budgets}))
 	return nil
 }

@@ -254,10 +254,14 @@
       chart('chart-my', 'Your requests and tokens per hour', pts.map(function (p) { return Date.parse(p.t) / 1000; }), [
         { label: 'requests', values: pts.map(function (p) { return p.requests; }) },
         { label: 'output tokens', values: pts.map(function (p) { return p.output_tokens; }) }]);
-      var b = d.budget, box = clear($('#my-budget'));
-      if (!b) box.appendChild(el('p', { text: 'No budget applies to you.' }));
-      else box.appendChild(el('p', { text: (b.tokens_per_day ? fmt(b.tokens_left) + ' of ' + fmt(b.tokens_per_day) + ' tokens left today. ' : '') +
-        (b.requests_per_day ? fmt(b.requests_left) + ' of ' + fmt(b.requests_per_day) + ' requests left today. ' : '') + 'Resets ' + b.resets_at + '.' }));
+      var bs = d.budgets || (d.budget ? [d.budget] : []), box = clear($('#my-budget'));
+      if (!bs.length) box.appendChild(el('p', { text: 'No budget applies to you.' }));
+      bs.forEach(function (b) {
+        box.appendChild(el('p', { 'data-budget': b.name }, el('strong', { text: b.name + ': ' }), document.createTextNode(
+          (b.tokens_per_day ? fmt(b.tokens_left) + ' of ' + fmt(b.tokens_per_day) + ' tokens left today. ' : '') +
+          (b.requests_per_day ? fmt(b.requests_left) + ' of ' + fmt(b.requests_per_day) + ' requests left today. ' : '') + 'Resets ' + b.resets_at + '.')));
+      });
+      if (bs.length > 1) box.appendChild(el('p', { className: 'hint', text: 'A request must fit in every one of these.' }));
     }).then(function () { body.dataset.ready = 'true'; });
   }
 
