@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,44 @@ func TestBudgetThroughAdminKeyAPI(t *testing.T) {
 	}
 	if s, b := call("PUT", "/admin/api-keys/bot", `{"requests_per_day":-1}`, "X-Admin-Token", usageAdmin); s != 400 {
 		t.Errorf("negative budget: %d %s", s, b)
+	}
+}
+
+// TestTokenBudgetWithoutTokenTracking: with [admin.stats] token_tracking
+// off the statistics count requests only, yet a tokens_per_day budget
+// still holds — streamed (the router asks the serve for usage) or not.
+func TestTokenBudgetWithoutTokenTracking(t *testing.T) {
+	const key = "sk-budget-tok-0123456789abcdef"
+	_, url := startFake(t, fakeserve.Options{})
+	cfg := oneTier(url, "") + `
+[api_keys]
+mode = "blocking"
+
+[[api_keys.api_keys]]
+key = "` + key + `"
+id = "key-tok"
+user_id = "dora"
+organization_id = "o"
+scopes = ["read", "write"]
+tokens_per_day = 1
+`
+	for _, stream := range []bool{false, true} {
+		t.Run("stream="+strconv.FormatBool(stream), func(t *testing.T) {
+			base := startRouter(t, cfg, routerOpts{adminToken: usageAdmin, usage: tsrouter.UsageOptions{NoTokenTracking: true}})
+			body := `{"model":"chat","messages":[{"role":"user","content":"hi"}],"stream":` + strconv.FormatBool(stream) + `}`
+			if resp := post(t, t.Context(), base+"/v1/chat/completions", body, "Authorization", "Bearer "+key); resp.StatusCode != 200 {
+				t.Fatalf("first request: %d %s", resp.StatusCode, readAll(t, resp))
+			} else {
+				readAll(t, resp)
+			}
+			waitRequests(t, base, 1)
+			resp := post(t, t.Context(), base+"/v1/chat/completions", body, "Authorization", "Bearer "+key)
+			if b := readAll(t, resp); resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(b, "budget_exceeded") {
+				t.Errorf("past tokens_per_day: %d %s, want 429 budget_exceeded", resp.StatusCode, b)
+			}
+			if st := adminStats(t, base); st.Totals.InputTokens != 0 || st.Totals.OutputTokens != 0 {
+				t.Errorf("token_tracking = false, yet the statistics count tokens: %+v", st.Totals)
+			}
+		})
 	}
 }

@@ -84,7 +84,8 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	defer h.metrics.InFlight(-1)
 	defer h.recordChat(w, rec)
 	body := w.body
-	q := &inference{body: body, responsesOpts: h.responsesOpts, trackTokens: h.usageOn() && !h.noTokenTracking.Load()}
+	q := &inference{body: body, responsesOpts: h.responsesOpts,
+		trackTokens: h.usageOn() && (!h.noTokenTracking.Load() || len(rec.budgets) > 0)}
 	if err := a.parse(q); err != nil {
 		return err
 	}

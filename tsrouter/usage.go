@@ -177,7 +177,10 @@ func (h *Handler) recordUsage(w *recorder, rec *record) {
 		Budgets:          rec.budgets,
 		GuardrailBlocked: rec.reason == "guardrail_blocked",
 	}
-	if !h.noTokenTracking.Load() {
+	// With token_tracking off the statistics leave tokens out, but a
+	// request that draws on a budget still spends its tokens there.
+	if noTokens := h.noTokenTracking.Load(); !noTokens || len(rec.budgets) > 0 {
+		smp.BudgetTokensOnly = noTokens
 		smp.InputTokens, smp.OutputTokens = int64(rec.promptTokens), int64(rec.compTokens)
 		smp.CachedTokens, smp.ReasoningTokens = int64(rec.cachedTokens), int64(rec.reasoningTokens)
 		if !rec.usageReported {

@@ -100,6 +100,10 @@ type Sample struct {
 	// Budgets name the day budgets the request spends from (see
 	// Exceeded).
 	Budgets []string
+	// BudgetTokensOnly ([admin.stats] token_tracking = false): the
+	// request's tokens spend from its budgets but are not counted in the
+	// statistics, so a tokens_per_day budget holds either way.
+	BudgetTokensOnly bool
 }
 
 func (s *Sample) counters() Counters {
@@ -114,6 +118,9 @@ func (s *Sample) counters() Counters {
 	}
 	if s.Streamed {
 		c.Streamed = 1
+	}
+	if s.BudgetTokensOnly {
+		c.InputTokens, c.OutputTokens, c.CachedTokens, c.ReasoningTokens, c.EstimatedRequests = 0, 0, 0, 0, 0
 	}
 	if s.GuardrailBlocked {
 		c.GuardrailBlocks = 1
@@ -301,7 +308,7 @@ func (s *Store) Record(h *Handle, smp *Sample) {
 	m.add(unix, &c)
 	s.global.add(unix, &c)
 	for _, b := range smp.Budgets {
-		s.budgets.spend(b, unix, c.Tokens())
+		s.budgets.spend(b, unix, smp.InputTokens+smp.OutputTokens)
 	}
 }
 
