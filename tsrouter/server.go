@@ -140,10 +140,11 @@ type Handler struct {
 	// tailnetName is the node's MagicDNS name, a Host browsers may use
 	// (rebinding.go).
 	tailnetName atomic.Pointer[string]
-	// ui is the web UI (nil when [webui] is disabled); configView is
-	// GET /admin/config's view of the config.
+	// ui is the web UI (nil when [webui] is disabled); configView holds
+	// GET /admin/config's view of the config in force (a *configView,
+	// replaced after a SIGHUP reload).
 	ui         *webui.UI
-	configView any
+	configView atomic.Pointer[configView]
 	// guard is the guardrails engine (nil or disabled: none); swapped
 	// whole on reload.
 	guard atomic.Pointer[guard.Engine]
@@ -224,7 +225,7 @@ func New(opts Options) *Handler {
 	}
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.initWebUI(opts.WebUIPrefix)
-	h.configView = opts.ConfigView
+	h.SetConfigView(opts.ConfigView)
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",

@@ -376,9 +376,16 @@ func uiWho(rec *record, session bool) string {
 	return ""
 }
 
+// configView is a view of the config in force, swapped whole.
+type configView struct{ v any }
+
+// SetConfigView sets what GET /admin/config shows: the config in force
+// (config.View), replaced when a reload changes it.
+func (h *Handler) SetConfigView(v any) { h.configView.Store(&configView{v}) }
+
 // serveConfig serves GET /admin/config: the effective config with
 // secrets as variable names only (config.View), and its hash.
 func (h *Handler) serveConfig(w *recorder, r *http.Request, rec *record) error {
-	writeJSONValue(w, http.StatusOK, map[string]any{"object": "router_config", "config_hash": h.configHash, "version": h.version, "config": h.configView})
+	writeJSONValue(w, http.StatusOK, map[string]any{"object": "router_config", "config_hash": h.configHash, "version": h.version, "config": h.configView.Load().v})
 	return nil
 }

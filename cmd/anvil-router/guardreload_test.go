@@ -49,8 +49,8 @@ chat = "a"
 	t.Cleanup(func() { h.Close() })
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	view := func() string {
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/guardrails", nil)
+	get := func(path string) string {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer reload-token-0123456789")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -60,6 +60,7 @@ chat = "a"
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
 	}
+	view := func() string { return get("/admin/guardrails") }
 
 	reloadGuardrails(h, parse(`
 [guardrails]
@@ -88,5 +89,33 @@ action = "block"
 	reloadGuardrails(h, parse(""), log)
 	if v := view(); !strings.Contains(v, `"enabled":false`) {
 		t.Errorf("not turned off: %s", v)
+	}
+
+	// The whole reload: what took effect is what /admin/config shows; a
+	// section that did not load shows as it runs.
+	running := parse("")
+	running = applyReload(h, running, parse(`
+[guardrails]
+enabled = true
+[[guardrails.providers]]
+name = "third"
+type = "pii"
+`), log)
+	if v := get("/admin/config"); !strings.Contains(v, `"third"`) {
+		t.Errorf("/admin/config does not show the reloaded guardrails: %s", v)
+	}
+	applyReload(h, running, parse(`
+[guardrails]
+enabled = true
+[[guardrails.providers]]
+name = "broken"
+type = "rules"
+[[guardrails.providers.options.rules]]
+name = "r"
+pattern = "("
+action = "block"
+`), log)
+	if v := get("/admin/config"); !strings.Contains(v, `"third"`) || strings.Contains(v, `"broken"`) {
+		t.Errorf("/admin/config shows a table that did not load: %s", v)
 	}
 }

@@ -121,34 +121,11 @@ func cmdServe(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	set.Start(ctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	keys := h.Keys()
 	if keys != nil {
 		go keys.Watch(ctx, 2*time.Second)
 	}
-	go func() {
-		for range hup {
-			// SIGHUP re-reads the config's [guardrails] and [api_keys]
-			// sections; a bad one keeps the previous one in force.
-			next, err := config.Load(path)
-			if err != nil {
-				log.Error("SIGHUP: config not re-read; keys and guardrails stay as they are", "err", err)
-				continue
-			}
-			reloadGuardrails(h, next, log)
-			if keys != nil {
-				if err := keys.UpdateConfig(next.APIKeys); err != nil {
-					log.Error("SIGHUP: api keys not reloaded; the previous keys stay in force", "err", err)
-					continue
-				}
-				log.Info("api keys reloaded", "why", "SIGHUP", "keys", keys.Set().Len())
-			}
-		}
-	}()
-	if h.Usage() != nil {
-		go reloadStats(ctx, path, cfg.Admin.Stats, h, log)
-	}
+	go reloadOnHUP(ctx, path, cfg, h, log)
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -312,10 +289,9 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 	}
 }
 
-// reloadStats applies [admin.stats].token_tracking from the config file
-// on every SIGHUP; the other stats settings need a restart, and a change
-// to them is logged as such.
-func reloadStats(ctx context.Context, path string, was config.Stats, h *tsrouter.Handler, log *slog.Logger) {
+// reloadOnHUP re-reads the config file on every SIGHUP, once, and applies
+// what takes effect without a restart (applyReload).
+func reloadOnHUP(ctx context.Context, path string, running *config.Config, h *tsrouter.Handler, log *slog.Logger) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -327,16 +303,42 @@ func reloadStats(ctx context.Context, path string, was config.Stats, h *tsrouter
 		}
 		next, err := config.Load(path)
 		if err != nil {
-			log.Error("SIGHUP: config not re-read; [admin.stats] stays as it is", "err", err)
+			log.Error("SIGHUP: config not re-read; everything stays as it is", "err", err)
 			continue
 		}
-		st := next.Admin.Stats
+		running = applyReload(h, running, next, log)
+	}
+}
+
+// applyReload puts in force the sections of a re-read config that take
+// effect without a restart — [guardrails], [api_keys] and [admin.stats]
+// token_tracking — each on its own: a section that does not load keeps
+// the running one. It returns the config now in force (those sections
+// as applied, everything else as running), which /admin/config shows.
+func applyReload(h *tsrouter.Handler, running, next *config.Config, log *slog.Logger) *config.Config {
+	eff := *running
+	if reloadGuardrails(h, next, log) {
+		eff.Guardrails = next.Guardrails
+	}
+	if keys := h.Keys(); keys != nil {
+		if err := keys.UpdateConfig(next.APIKeys); err != nil {
+			log.Error("SIGHUP: api keys not reloaded; the previous keys stay in force", "err", err)
+		} else {
+			eff.APIKeys = next.APIKeys
+			log.Info("api keys reloaded", "why", "SIGHUP", "keys", keys.Set().Len())
+		}
+	}
+	if h.Usage() != nil {
+		was, st := running.Admin.Stats, next.Admin.Stats
 		h.SetTokenTracking(st.TokenTracking)
+		eff.Admin.Stats.TokenTracking = st.TokenTracking
 		if st.Enabled != was.Enabled || st.RetentionWindow != was.RetentionWindow || st.Persistence != was.Persistence {
 			log.Warn("SIGHUP: [admin.stats] changes other than token_tracking take effect at the next restart")
 		}
 		log.Info("usage token tracking reloaded", "why", "SIGHUP", "token_tracking", st.TokenTracking)
 	}
+	h.SetConfigView(eff.View())
+	return &eff
 }
 
 // statsPath is the usage snapshot ([admin.stats.persistence].path, by
@@ -395,17 +397,18 @@ func tailnetStateDir(cfg *config.Config) (string, error) {
 // reloadGuardrails swaps in the engine of a re-read [guardrails]; one that
 // does not build (a bad option, an unknown provider type) keeps the
 // running engine.
-func reloadGuardrails(h *tsrouter.Handler, cfg *config.Config, log *slog.Logger) {
+func reloadGuardrails(h *tsrouter.Handler, cfg *config.Config, log *slog.Logger) (applied bool) {
 	if !cfg.Guardrails.Enabled {
 		h.SetGuardrails(nil)
 		log.Info("guardrails off", "why", "SIGHUP")
-		return
+		return true
 	}
 	eng, err := h.NewGuardrails(cfg.Guardrails, config.LookupTierSecret)
 	if err != nil {
 		log.Error("SIGHUP: guardrails not reloaded; the previous ones stay in force", "err", err)
-		return
+		return false
 	}
 	h.SetGuardrails(eng)
 	log.Info("guardrails reloaded", "why", "SIGHUP", "providers", len(cfg.Guardrails.Providers), "mode", cfg.Guardrails.Mode)
+	return true
 }
