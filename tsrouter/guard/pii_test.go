@@ -173,6 +173,25 @@ func TestMonitorModeChangesNothing(t *testing.T) {
 	}
 }
 
+// On a stream, monitor mode releases each delta as it comes — no tail
+// held back, nothing masked — and still records what enforce would do.
+func TestMonitorModeStreamHoldsNothing(t *testing.T) {
+	e := newEngine(t, "monitor", piiProvider(map[string]any{"actions": map[string]any{"ssn": "block"}}))
+	g := e.NewGate(nil, "m", nil)
+	for _, delta := range []string{"Contact ali", "ce@exam", "ple.com, ssn 123-45-", "6789", " and bob"} {
+		out, err := g.Feed(t.Context(), delta)
+		if err != nil || out != delta {
+			t.Fatalf("Feed(%q) = %q, %v: monitor mode must release the delta as it came", delta, out, err)
+		}
+	}
+	if out, err := g.Flush(t.Context()); out != "" || err != nil {
+		t.Fatalf("Flush = %q, %v: everything was already released", out, err)
+	}
+	if res := g.Result(); res.Action != guard.Block || res.Blocked() || res.Entities["email"] != 1 || res.Entities["ssn"] != 1 {
+		t.Errorf("monitor verdict %+v, want the block recorded, not enforced, and both entities counted", res)
+	}
+}
+
 func TestOnRequestProviders(t *testing.T) {
 	strict := piiProvider(nil)
 	strict.Name, strict.Apply = "strict-pii", guard.ApplyOnRequest

@@ -117,7 +117,13 @@ func (g *Gate) Feed(ctx context.Context, delta string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return g.model_(ctx, out, false)
+	out, err = g.model_(ctx, out, false)
+	if g.monitor {
+		// Monitor mode changes nothing, timing included: the delta goes
+		// out as it came, and the stage scans behind it for the record.
+		return delta, err
+	}
+	return out, err
 }
 
 // Flush releases what the gate still holds, at the end of the answer, and
@@ -132,6 +138,9 @@ func (g *Gate) Flush(ctx context.Context) (string, error) {
 	}
 	out, err = g.model_(ctx, out, true)
 	g.finish()
+	if g.monitor {
+		return "", err // Feed released every delta already
+	}
 	return out, err
 }
 
@@ -220,7 +229,9 @@ func (g *Gate) model_(ctx context.Context, out string, eof bool) (string, error)
 	if len(g.models) == 0 {
 		return out, nil
 	}
-	if g.e.cfg.OutputCheck == OutputAtEnd {
+	// Monitor mode checks once at the end: a window's round trip would
+	// delay the stream, and monitor mode changes nothing.
+	if g.e.cfg.OutputCheck == OutputAtEnd || g.monitor {
 		g.answer.WriteString(out)
 		if eof {
 			if err := g.checkModels(ctx, g.answer.String()); err != nil {
