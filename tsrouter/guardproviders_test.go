@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
 )
@@ -316,5 +317,103 @@ url = "` + hook.URL + `"
 				})
 			}
 		}
+	}
+}
+
+// Guard model calls are admitted like callers' requests: with the guard
+// tier's max_concurrency = 1, checks of requests in flight together reach
+// its serve one at a time.
+func TestGuardModelCallsRespectTheTierLimit(t *testing.T) {
+	var inFlight, peak atomic.Int64
+	guard := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(50 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"g","object":"chat.completion","model":"guard-served","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"safe"}}]}`)
+	}))
+	t.Cleanup(guard.Close)
+	_, url := startFake(t, fakeserve.Options{APIKey: tierKey})
+	cfg := oneTier(url, "") + `
+[[router.tiers]]
+id = "guard"
+base_url = "` + guard.URL + `"
+dialect = "openai"
+context_limit = 8192
+privacy = "local"
+tool_support = false
+auth_env = "SERVE_A_KEY"
+model = "guard-served"
+max_concurrency = 1
+
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "llama-guard"
+type = "guard_model"
+stages = ["input"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+model = "llama-guard"
+format = "llama_guard"
+`
+	cfg = strings.Replace(cfg, "llm.primary = \"local-a\"\n", "llm.primary = \"local-a\"\nllama-guard = \"guard\"\n", 1)
+	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	var wg sync.WaitGroup
+	statuses := make([]int, 4)
+	for i := range statuses {
+		wg.Go(func() {
+			resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
+			readAll(t, resp)
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != 200 {
+			t.Errorf("request %d: status %d", i, s)
+		}
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("the guard serve had %d checks in flight at once; its tier allows 1", p)
+	}
+}
+
+// An output guard model served by the tier that answered runs under the
+// request's own slot: with max_concurrency = 1 it does not wait for a
+// second slot (which would never come) until queue_timeout.
+func TestGuardModelOnTheAnsweringTier(t *testing.T) {
+	serve := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"g","object":"chat.completion","model":"served-model","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"safe"}}]}`)
+	}))
+	t.Cleanup(serve.Close)
+	cfg := oneTier(serve.URL, "max_concurrency = 1") + `
+[guardrails]
+enabled = true
+
+[[guardrails.providers]]
+name = "self-guard"
+type = "guard_model"
+stages = ["output"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+model = "chat"
+format = "llama_guard"
+`
+	cfg = strings.Replace(cfg, "relay_timeout = 2.0", "relay_timeout = 2.0\nqueue_timeout = 1.0", 1)
+	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
+	if body := readAll(t, resp); resp.StatusCode != 200 {
+		t.Errorf("status %d: %s (the output check waited for a slot its own request holds)", resp.StatusCode, body)
 	}
 }

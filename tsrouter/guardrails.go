@@ -448,13 +448,32 @@ func (h *Handler) ApplyGuardrails(cfg guard.Config, getenv func(string) string) 
 	return nil
 }
 
+// heldTierKey marks a context whose request holds a lease of a tier.
+type heldTierKey struct{}
+
+// withHeldTier returns ctx marked as holding a lease of tier.
+func withHeldTier(ctx context.Context, tier *backends.Tier) context.Context {
+	return context.WithValue(ctx, heldTierKey{}, tier)
+}
+
 // guardChat sends an OpenAI Chat body to the tier of alias (a guard
 // model is served like any other model on this host) and returns the
-// reply as OpenAI Chat JSON.
+// reply as OpenAI Chat JSON. The call is admitted like a caller's request
+// (readiness, quiesce, max_concurrency, queue_timeout): guard checks
+// cannot overrun the guard serve, and a tier that refuses is a provider
+// error, decided by the provider's on_error. An output check on the tier
+// the request itself holds a lease of runs under that lease.
 func (h *Handler) guardChat(ctx context.Context, alias string, body []byte) ([]byte, error) {
 	tier, ok := h.backends.Lookup(backends.NormalizeAlias(alias))
 	if !ok {
 		return nil, errors.New("guard model alias " + strconv.Quote(alias) + " is not configured")
+	}
+	if held, _ := ctx.Value(heldTierKey{}).(*backends.Tier); held != tier {
+		lease, err := tier.Admit(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer lease.Release()
 	}
 	obj, err := jsonobj.Parse(body)
 	if err != nil {

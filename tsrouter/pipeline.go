@@ -125,6 +125,10 @@ func (h *Handler) infer(w *recorder, r *http.Request, rec *record, a *callerAPI)
 	// The lease is held until this handler returns — after the whole
 	// stream — and released exactly once, however the request ends.
 	defer lease.Release()
+	// An output guard model served by this same tier runs under this
+	// request's slot (guardChat): waiting for a second slot while holding
+	// one could deadlock a full tier.
+	r = r.WithContext(withHeldTier(r.Context(), tier))
 	upBody, clamp, err := side.prepare(tier, q)
 	served := noteClamp(w, clamp)
 	if err != nil {
