@@ -422,8 +422,9 @@ func (jt *jsonTexts) rewrite(obj *jsonobj.Object, texts []string) ([]byte, error
 // reached through the handler's tiers. getenv reads a webhook's secret.
 func (h *Handler) NewGuardrails(cfg guard.Config, getenv func(string) string) (*guard.Engine, error) {
 	return guard.New(cfg, guard.Deps{
-		Chat:   h.guardChat,
-		Getenv: getenv,
+		Chat:      h.guardChat,
+		Getenv:    getenv,
+		Transport: h.upstreamTransport,
 		Observe: func(provider string, stage guard.Stage, v guard.Verdict, err error, took time.Duration) {
 			h.metrics.ObserveGuardrail(provider, stage.String(), v.Action.String(), v.Category, took)
 		},

@@ -151,6 +151,10 @@ type Handler struct {
 	// usage counts requests by identity (nil: accounting is off).
 	usage           *usage.Store
 	noTokenTracking atomic.Bool
+	// upstream routes the router's own calls to operator services (the
+	// guardrail webhook and Presidio): tailnet hosts through the node.
+	upstream          upstreamNet
+	upstreamTransport *http.Transport
 }
 
 // New returns the handler.
@@ -226,6 +230,7 @@ func New(opts Options) *Handler {
 	h.audioGW = newAudioGateway(opts.Backends, h.maxBody, h.token.Enabled(), h.log)
 	h.initWebUI(opts.WebUIPrefix)
 	h.SetConfigView(opts.ConfigView)
+	h.upstreamTransport = h.upstream.transport()
 	h.buildMux()
 	h.healthBody = mustJSON(map[string]any{
 		"status":   "ok",

@@ -55,6 +55,8 @@ type TailnetService struct {
 // Nothing listens on a non-loopback host address.
 func ListenTailnet(node *Node, s TailnetServing) (*TailnetService, error) {
 	ts := &TailnetService{node: node, s: s, log: s.Logger}
+	// Guardrail services on other tailnet nodes are reached through it.
+	s.Handler.upstream.useNode(node)
 	if ts.log == nil {
 		ts.log = slog.Default()
 	}

@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"sync"
@@ -20,6 +21,10 @@ type Deps struct {
 	Getenv func(string) string
 	// Observe is told every provider verdict (metrics); nil for none.
 	Observe func(provider string, stage Stage, v Verdict, err error, took time.Duration)
+	// Transport carries the HTTP providers' calls (webhook, Presidio):
+	// the router's, which reaches tailnet hosts through its tsnet node.
+	// Nil: the host network only.
+	Transport http.RoundTripper
 }
 
 // Constructor builds a provider of one type from its config.
@@ -32,7 +37,14 @@ var constructors = map[string]Constructor{
 		return NewGuardModel(pc.Name, pc.Options, d.Chat, d.Now)
 	},
 	"webhook": func(pc ProviderConfig, d Deps) (Provider, error) {
-		return NewWebhook(pc.Name, pc.Options, d.Getenv)
+		p, err := NewWebhook(pc.Name, pc.Options, d.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		if w, ok := p.(*Webhook); ok && d.Transport != nil {
+			w.UseTransport(d.Transport)
+		}
+		return p, nil
 	},
 }
 

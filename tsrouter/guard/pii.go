@@ -57,7 +57,7 @@ func parseAction(v any, where string, allowed ...string) (Action, error) {
 	return 0, fmt.Errorf("%s: must be one of %s", where, strings.Join(allowed, ", "))
 }
 
-func newPII(pc ProviderConfig, _ Deps) (Provider, error) {
+func newPII(pc ProviderConfig, d Deps) (Provider, error) {
 	p := &pii{name: pc.Name, def: Transform, placeholder: "<REDACTED:{TYPE}>"}
 	for k, v := range pc.Options {
 		switch k {
@@ -94,6 +94,9 @@ func newPII(pc ProviderConfig, _ Deps) (Provider, error) {
 			a, err := NewPresidio(ext)
 			if err != nil {
 				return nil, fmt.Errorf("options.external: %w", err)
+			}
+			if d.Transport != nil {
+				a.UseTransport(d.Transport)
 			}
 			p.external = a
 		default:
