@@ -159,6 +159,16 @@ try {
   await page.click('#confirm-yes');
   await page.waitForSelector('tr[data-tier="local-a"] td[data-state="quiesced"]');
   await goCheck({ tier: 'local-a', state: 'quiesced' });
+  step('drain the quiesced tier: the preview says what it will do');
+  await page.click('tr[data-tier="local-a"] button[data-action="drain"]');
+  await page.waitForSelector('#confirm:not([hidden])');
+  const preview = await page.textContent('#dry-run');
+  assert(preview.includes('waits up to 30 s for 0 in-flight'), 'drain preview: ' + preview);
+  await shoot('tiers-drain-confirm');
+  await page.click('#confirm-yes');
+  await page.waitForSelector('#applied:not([hidden])');
+  const drained = await page.textContent('#applied-result');
+  assert(drained.includes('"drained": true'), 'drain result: ' + drained);
   await page.click('tr[data-tier="local-a"] button[data-action="readmit"]');
   await page.waitForSelector('#confirm:not([hidden])');
   await page.click('#confirm-yes');

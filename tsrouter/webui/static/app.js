@@ -364,12 +364,14 @@
 
   // --- Tiers
   function tiers() {
-    var pending = null;
+    var pending = null, byID = {};
     function load() {
       return api('GET', '/v1/admin/transition').then(function (r) {
         if (!r.ok) { say(errMsg(r), true); return; }
         var tbody = clear($('#transition-table tbody'));
+        byID = {};
         r.data.tiers.forEach(function (t) {
+          byID[t.tier_id] = t;
           function act(a) { return el('button', { type: 'button', className: 'secondary', text: a, 'aria-label': a + ' ' + t.tier_id, 'data-action': a, onclick: function () { dry(t.tier_id, a); } }); }
           tbody.appendChild(el('tr', { 'data-tier': t.tier_id }, el('th', { scope: 'row', text: t.tier_id }),
             el('td', { className: stateClass(t.ready), text: t.ready ? 'ready' : (t.readiness_state || 'not ready') }),
@@ -381,9 +383,15 @@
     function dry(tier, a) {
       var p = { action: a, tier_id: tier, dry_run: true };
       if (a === 'drain') {
-        // Drain has no dry run in the API: show what will be sent.
+        // Drain has no confirm gate and no dry run in the API (the Python
+        // router's contract): the preview is what the tier's status says
+        // the drain will do.
+        var t = byID[tier] || {};
+        var preview = t.state !== 'quiesced' ? 'will be refused: drain needs a quiesced tier (quiesce it first)'
+          : t.draining ? 'will be refused: a drain is already under way'
+          : 'waits up to 30 s for ' + t.active_requests + ' in-flight request(s) to finish; the tier stays quiesced';
         pending = { action: a, tier_id: tier, timeout: 30 };
-        showConfirm({ action: a, tier_id: tier, note: 'drain waits up to 30 s for in-flight requests; it has no dry run' });
+        showConfirm({ action: a, tier_id: tier, state: t.state, active_requests: t.active_requests, preview: preview });
         return;
       }
       api('POST', '/v1/admin/transition', p).then(function (r) {
