@@ -64,12 +64,19 @@ func uiBinding(rec *record) string {
 	return "loopback\x00" + rec.door.String()
 }
 
-// uiSession is the request's live UI session, if any.
+// uiSession is the request's live UI session, if any. A session opened
+// with an API key that has since been disabled, rotated, deleted or lost
+// its admin scope is ended here.
 func (h *Handler) uiSession(r *http.Request, rec *record) (webui.Session, bool) {
 	if h.ui == nil {
 		return webui.Session{}, false
 	}
-	return h.ui.Session(r, uiBinding(rec))
+	s, ok := h.ui.Session(r, uiBinding(rec))
+	if ok && !h.sessionKeyLive(s) {
+		h.ui.EndSession(s.ID)
+		return webui.Session{}, false
+	}
+	return s, ok
 }
 
 // sessionClass: the routes a UI session may stand for the credential on —
@@ -202,7 +209,7 @@ func (h *Handler) uiAdmin(r *http.Request, rec *record) bool {
 // as "user:password"), through admitCredentials and isAdmin. The
 // caller's own admin grant does not count here, so a login proves the
 // credential.
-func (h *Handler) credentialIsAdmin(w *recorder, r *http.Request, rec *record, cred string) bool {
+func (h *Handler) credentialIsAdmin(w *recorder, r *http.Request, rec *record, cred string) (bool, *policy.APIKey) {
 	base := *rec.principal
 	base.Admin = false
 	candidates := []http.Header{
@@ -219,10 +226,25 @@ func (h *Handler) credentialIsAdmin(w *recorder, r *http.Request, rec *record, c
 		r2.Header = hdr
 		probe := &record{door: rec.door, principal: &base}
 		if h.admitCredentials(r2, probe, policy.PathAdmin) == nil && h.isAdmin(r2, probe) {
-			return true
+			return true, probe.principal.Key
 		}
 	}
-	return false
+	return false, nil
+}
+
+// sessionKeyLive says whether the API key a session was opened with is
+// still there, unchanged (not rotated), enabled, unexpired and admin.
+// Sessions opened with another credential (the admin token, basic) last
+// as long as it does: until the process restarts.
+func (h *Handler) sessionKeyLive(s webui.Session) bool {
+	if s.KeyID == "" {
+		return true
+	}
+	if h.keys == nil {
+		return false
+	}
+	k, ok := h.keys.Set().Get(s.KeyID)
+	return ok && k.Digest == s.KeyDigest && k.Enabled && (k.ExpiresAt.IsZero() || time.Now().Before(k.ExpiresAt)) && k.HasScope(policy.ScopeAdmin)
 }
 
 // uiFeatures are the optional APIs this router serves, for the pages
@@ -343,7 +365,11 @@ func (h *Handler) uiLogin(w *recorder, r *http.Request, rec *record, v webui.Vie
 	}
 	form, err := url.ParseQuery(string(w.body))
 	cred := form.Get("credential")
-	if err != nil || cred == "" || !h.credentialIsAdmin(w, r, rec, cred) {
+	ok, key := false, (*policy.APIKey)(nil)
+	if err == nil && cred != "" {
+		ok, key = h.credentialIsAdmin(w, r, rec, cred)
+	}
+	if !ok {
 		rec.detail = "webui login refused"
 		v.Page, v.Admin, v.Session = webui.PageLogin, false, false
 		v.LoginError = "That is not an admin credential of this router."
@@ -352,7 +378,11 @@ func (h *Handler) uiLogin(w *recorder, r *http.Request, rec *record, v webui.Vie
 	if old, ok := h.uiSession(r, rec); ok {
 		h.ui.EndSession(old.ID)
 	}
-	s, err := h.ui.NewSession(uiBinding(rec))
+	login := webui.Session{Binding: uiBinding(rec)}
+	if key != nil {
+		login.KeyID, login.KeyDigest = key.ID, key.Digest
+	}
+	s, err := h.ui.NewSession(login)
 	if err != nil {
 		return errInternal.withDetail("webui session: " + err.Error())
 	}

@@ -2,11 +2,13 @@ package tsrouter_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -308,5 +310,50 @@ func TestWebUILoginThrottled(t *testing.T) {
 	}
 	if status, h := b.login(ctx, routerTok); status != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
 		t.Errorf("eleventh attempt: %d (Retry-After %q), want 429 with Retry-After", status, h.Get("Retry-After"))
+	}
+}
+
+// TestWebUIKeySessionEndsWithTheKey: a UI session opened with an admin API
+// key lasts only as long as that key does — disabling or rotating it ends
+// the session at the next request.
+func TestWebUIKeySessionEndsWithTheKey(t *testing.T) {
+	ctx := t.Context()
+	_, url := startFake(t, fakeserve.Options{})
+	const adminTok = "admin-token-ui-0123456789"
+	base := startRouter(t, oneTier(url, "")+"\n[api_keys]\nmode = \"blocking\"\n",
+		routerOpts{adminToken: adminTok, keyStore: filepath.Join(t.TempDir(), "keys.json")})
+	api := func(method, path, body string) (int, string) {
+		t.Helper()
+		resp := post(t, ctx, base+path, body, "X-Admin-Token", adminTok)
+		if method != http.MethodPost {
+			t.Fatal("api: POST only")
+		}
+		return resp.StatusCode, readAll(t, resp)
+	}
+	for _, end := range []string{"disable", "rotate"} {
+		t.Run(end, func(t *testing.T) {
+			id := "ui-admin-" + end
+			status, body := api(http.MethodPost, "/admin/api-keys", `{"id":"`+id+`","user_id":"ops","organization_id":"o","scopes":["admin"]}`)
+			var created struct{ Key string }
+			if status != 201 || json.Unmarshal([]byte(body), &created) != nil || created.Key == "" {
+				t.Fatalf("create: %d %s", status, body)
+			}
+			b := newUIBrowser(t, base)
+			if status, _ := b.login(ctx, created.Key); status != http.StatusSeeOther {
+				t.Fatalf("login with the admin key: %d, want 303", status)
+			}
+			if status, body, _ := b.do(ctx, http.MethodGet, "/v1/admin/transition", ""); status != http.StatusOK {
+				t.Fatalf("admin API with the key's session: %d %s", status, body)
+			}
+			if status, body := api(http.MethodPost, "/admin/api-keys/"+id+"/"+end, ""); status != 200 {
+				t.Fatalf("%s: %d %s", end, status, body)
+			}
+			if status, _, _ := b.do(ctx, http.MethodGet, "/v1/admin/transition", ""); status == http.StatusOK {
+				t.Errorf("after %s of its key the session still reaches the admin API", end)
+			}
+			if status, _, h := b.do(ctx, http.MethodGet, "/webui/", ""); status != http.StatusSeeOther || h.Get("Location") != "/webui/login" {
+				t.Errorf("after %s of its key GET /webui/: %d to %q, want 303 to the login", end, status, h.Get("Location"))
+			}
+		})
 	}
 }

@@ -134,6 +134,13 @@ type Session struct {
 	ID      string
 	Binding string
 	Expires time.Time
+	// KeyID and KeyDigest name the API key that logged in ("" for a
+	// credential that lasts as long as the process, such as the admin
+	// token): the router checks on every use that the key is still
+	// there, unchanged, enabled and admin, so disabling, rotating or
+	// deleting it ends its sessions.
+	KeyID     string
+	KeyDigest [32]byte
 }
 
 // Options configure a UI.
@@ -240,13 +247,14 @@ func titleOf(page string) string {
 	return "Not found"
 }
 
-// NewSession starts a login bound to binding and returns it.
-func (u *UI) NewSession(binding string) (Session, error) {
+// NewSession starts the login s describes (its Binding and, for a key,
+// KeyID and KeyDigest) and returns it with its ID and expiry.
+func (u *UI) NewSession(s Session) (Session, error) {
 	var id [32]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return Session{}, err
 	}
-	s := Session{ID: hex.EncodeToString(id[:]), Binding: binding, Expires: u.now().Add(u.ttl)}
+	s.ID, s.Expires = hex.EncodeToString(id[:]), u.now().Add(u.ttl)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	now := u.now()

@@ -30,11 +30,11 @@ func TestSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := ui.NewSession("loopback")
+	s, err := ui.NewSession(webui.Session{Binding: "loopback"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _ := ui.NewSession("loopback")
+	other, _ := ui.NewSession(webui.Session{Binding: "loopback"})
 	if len(s.ID) != 64 || s.ID == other.ID {
 		t.Fatalf("session ids %q, %q: want distinct 64-hex-digit ids", s.ID, other.ID)
 	}
