@@ -49,6 +49,7 @@ func (h *Handler) recordChat(w *recorder, rec *record) {
 		RequestBytes:          int64(rec.requestBytes),
 		ResponseBytes:         w.bytes,
 		LatencyMS:             float64(total.Microseconds()) / 1000,
+		TTFTMS:                float64(rec.ttft.Microseconds()) / 1000,
 		RequestID:             rec.requestID,
 		WorkbenchRunID:        rec.workbenchRunID,
 		TaskID:                rec.taskID,

@@ -55,8 +55,11 @@ func TestDecisionsAndMetrics(t *testing.T) {
 		t.Errorf("attempts: %v", one.Record["attempts"])
 	}
 	s, body = get("/v1/requests/" + gen)
-	if s != 200 || !strings.Contains(body, `"completion_tokens"`) {
-		t.Errorf("streamed request record: %d %s", s, body)
+	if s != 200 || !strings.Contains(body, `"completion_tokens"`) || !strings.Contains(body, `"ttft_ms":`) {
+		t.Errorf("streamed request record (with its ttft_ms): %d %s", s, body)
+	}
+	if _, body := get("/v1/requests/job-42"); strings.Contains(body, `"ttft_ms"`) {
+		t.Errorf("a non-streamed record has a ttft_ms: %s", body)
 	}
 	s, body = get("/v1/decisions?limit=10")
 	var dec struct{ Count int }
@@ -64,8 +67,16 @@ func TestDecisionsAndMetrics(t *testing.T) {
 	if s != 200 || dec.Count != 2 {
 		t.Errorf("decisions (unknown aliases are not recorded): %d %s", s, body)
 	}
-	if s, _ := get("/v1/stats?model=chat"); s != 200 {
-		t.Errorf("stats: %d", s)
+	s, body = get("/v1/stats?model=chat")
+	var st struct {
+		TTFT struct {
+			Samples int      `json:"samples"`
+			P50     *float64 `json:"p50"`
+			P95     *float64 `json:"p95"`
+		} `json:"ttft_ms"`
+	}
+	if s != 200 || json.Unmarshal([]byte(body), &st) != nil || st.TTFT.Samples != 1 || st.TTFT.P50 == nil || *st.TTFT.P50 <= 0 || st.TTFT.P95 == nil {
+		t.Errorf("stats (the one stream's TTFT summarized): %d %s", s, body)
 	}
 
 	s, body = get("/metrics")

@@ -48,6 +48,10 @@ type Decision struct {
 	RequestBytes          int64   `json:"request_bytes"`
 	ResponseBytes         int64   `json:"response_bytes"`
 	LatencyMS             float64 `json:"latency_ms"`
+	// TTFTMS is a streamed answer's time to its first event (0: not
+	// streamed, or nothing came). Not in the JSONL sink, whose shape is
+	// the Python router's.
+	TTFTMS float64 `json:"ttft_ms,omitempty"`
 
 	// Correlation ids, as returned by Correlation.
 	RequestID      string `json:"request_id"`
@@ -207,6 +211,9 @@ func (r *Recorder) clean(d *Decision) {
 	}
 	if !(d.LatencyMS > 0) || math.IsInf(d.LatencyMS, 0) {
 		d.LatencyMS = 0
+	}
+	if !(d.TTFTMS > 0) || math.IsInf(d.TTFTMS, 0) {
+		d.TTFTMS = 0
 	}
 	if !ValidID(d.RequestID) {
 		d.RequestID = ""

@@ -134,6 +134,7 @@ type recordView struct {
 	RequestBytes          int64         `json:"request_bytes"`
 	ResponseBytes         int64         `json:"response_bytes"`
 	LatencyMS             float64       `json:"latency_ms"`
+	TTFTMS                float64       `json:"ttft_ms,omitempty"`
 	RequestID             string        `json:"request_id"`
 	WorkbenchRunID        string        `json:"workbench_run_id"`
 	TaskID                string        `json:"task_id"`
@@ -154,6 +155,7 @@ func project(d *Decision) recordView {
 		RequestBytes:          max(d.RequestBytes, 0),
 		ResponseBytes:         max(d.ResponseBytes, 0),
 		LatencyMS:             d.LatencyMS, // made finite and ≥ 0 by Record
+		TTFTMS:                d.TTFTMS,
 		RequestID:             safeID(d.RequestID),
 		WorkbenchRunID:        safeID(d.WorkbenchRunID),
 		TaskID:                safeID(d.TaskID),
@@ -353,8 +355,10 @@ type aggregate struct {
 		Total    int64 `json:"total"`
 	} `json:"bytes"`
 	LatencyMS latencySummary `json:"latency_ms"`
+	// TTFTMS summarizes the streamed answers' time to first event.
+	TTFTMS latencySummary `json:"ttft_ms"`
 
-	latencies []float64
+	latencies, ttfts []float64
 }
 
 // latencySummary: null average and percentiles when there are no samples.
@@ -383,14 +387,22 @@ func (a *aggregate) add(v *recordView) {
 	if v.LatencyMS > 0 {
 		a.latencies = append(a.latencies, v.LatencyMS)
 	}
+	if v.TTFTMS > 0 {
+		a.ttfts = append(a.ttfts, v.TTFTMS)
+	}
 }
 
 func (a *aggregate) finish() {
-	l := a.latencies
-	a.latencies = nil
-	a.LatencyMS = latencySummary{Samples: len(l)}
+	a.LatencyMS, a.TTFTMS = summarize(a.latencies), summarize(a.ttfts)
+	a.latencies, a.ttfts = nil, nil
+}
+
+// summarize is the average and nearest-rank p50 and p95 of l (sorted in
+// place).
+func summarize(l []float64) latencySummary {
+	s := latencySummary{Samples: len(l)}
 	if len(l) == 0 {
-		return
+		return s
 	}
 	sort.Float64s(l)
 	var sum float64
@@ -398,9 +410,10 @@ func (a *aggregate) finish() {
 		sum += x
 	}
 	avg := sum / float64(len(l))
-	a.LatencyMS.Average = &avg
-	a.LatencyMS.P50 = &l[nearestRank(len(l), 50)]
-	a.LatencyMS.P95 = &l[nearestRank(len(l), 95)]
+	s.Average = &avg
+	s.P50 = &l[nearestRank(len(l), 50)]
+	s.P95 = &l[nearestRank(len(l), 95)]
+	return s
 }
 
 // nearestRank is the index of the p-th percentile of n sorted samples by

@@ -128,9 +128,9 @@
       return api('GET', '/v1/stats?limit=1000').then(function (r) {
         if (!r.ok) { say(errMsg(r), true); return; }
         var d = r.data;
-        var lat = d.latency_ms || {};
+        var lat = d.latency_ms || {}, ttft = d.ttft_ms || {};
         kpis($('#kpis'), [['Requests (log)', d.requests.total], ['Failed', d.requests.failed],
-          ['Latency p50 ms', lat.p50], ['Latency p95 ms', lat.p95], ['Tokens', d.tokens.total]]);
+          ['Latency p50 ms', lat.p50], ['Latency p95 ms', lat.p95], ['TTFT p50 ms', ttft.p50], ['TTFT p95 ms', ttft.p95], ['Tokens', d.tokens.total]]);
         var now = Date.now() / 1000;
         if (live.last) {
           var dt = (now - live.last.t) / 60;
