@@ -73,16 +73,11 @@ func hookServe(t *testing.T, broken *atomic.Bool) string {
 	return srv.URL
 }
 
-// The model-based providers, configured in TOML and reached over real
-// HTTP: the guard model through the router's own tier, the webhook on
-// loopback, each with its on_error.
-func TestGuardrailsModelProvidersThroughTheRouter(t *testing.T) {
-	var guardCalls atomic.Int64
-	var hookBroken atomic.Bool
-	guardURL := guardServe(t, &guardCalls)
-	hookURL := hookServe(t, &hookBroken)
-	fake, url := startFake(t, fakeserve.Options{APIKey: tierKey})
-	cfg := oneTier(url, "") + `
+// withGuardTier adds to cfg (oneTier's) a tier "guard" at guardURL, with
+// the tier lines extra, served as alias "llama-guard".
+func withGuardTier(cfg, guardURL, extra string) string {
+	cfg = strings.Replace(cfg, "llm.primary = \"local-a\"\n", "llm.primary = \"local-a\"\nllama-guard = \"guard\"\n", 1)
+	return cfg + `
 [[router.tiers]]
 id = "guard"
 base_url = "` + guardURL + `"
@@ -92,22 +87,47 @@ privacy = "local"
 tool_support = false
 auth_env = "SERVE_A_KEY"
 model = "guard-served"
+` + extra + `
+`
+}
 
-[router.model_routes]
-llama-guard = "guard"
-
+// guardModelTOML is a [guardrails] table with one fail_closed Llama Guard
+// provider name on stage, asking alias model.
+func guardModelTOML(name, stage, model string) string {
+	return `
 [guardrails]
 enabled = true
 
 [[guardrails.providers]]
-name = "llama-guard"
+name = "` + name + `"
 type = "guard_model"
-stages = ["input"]
+stages = ["` + stage + `"]
 on_error = "fail_closed"
 [guardrails.providers.options]
-model = "llama-guard"
+model = "` + model + `"
 format = "llama_guard"
+`
+}
 
+// serveGuarded serves a router of cfg (router token, the tier key) on
+// loopback and returns its URL.
+func serveGuarded(t *testing.T, cfg string) string {
+	t.Helper()
+	srv := httptest.NewServer(newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// The model-based providers, configured in TOML and reached over real
+// HTTP: the guard model through the router's own tier, the webhook on
+// loopback, each with its on_error.
+func TestGuardrailsModelProvidersThroughTheRouter(t *testing.T) {
+	var guardCalls atomic.Int64
+	var hookBroken atomic.Bool
+	guardURL := guardServe(t, &guardCalls)
+	hookURL := hookServe(t, &hookBroken)
+	fake, url := startFake(t, fakeserve.Options{APIKey: tierKey})
+	cfg := withGuardTier(oneTier(url, ""), guardURL, "") + guardModelTOML("llama-guard", "input", "llama-guard") + `
 [[guardrails.providers]]
 name = "hook"
 type = "webhook"
@@ -116,16 +136,10 @@ on_error = "fail_closed"
 [guardrails.providers.options]
 url = "` + hookURL + `"
 `
-	// oneTier's [router.model_routes] table comes first; TOML forbids a
-	// second one, so the guard alias joins it.
-	cfg = strings.Replace(cfg, "\n[router.model_routes]\nllama-guard = \"guard\"\n", "\n", 1)
-	cfg = strings.Replace(cfg, "llm.primary = \"local-a\"\n", "llm.primary = \"local-a\"\nllama-guard = \"guard\"\n", 1)
-	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	base := serveGuarded(t, cfg)
 	chat := func(text string) *http.Response {
 		body := `{"model":"chat","messages":[{"role":"user","content":` + strings.TrimSpace(mustJSON(text)) + `}]}`
-		return post(t, t.Context(), srv.URL+"/v1/chat/completions", body, "Authorization", "Bearer "+routerToken)
+		return post(t, t.Context(), base+"/v1/chat/completions", body, "Authorization", "Bearer "+routerToken)
 	}
 	// A judgement of the text is final (400, no retry); a fail_closed
 	// provider that failed judged nothing, so the caller is told to come
@@ -337,39 +351,13 @@ func TestGuardModelCallsRespectTheTierLimit(t *testing.T) {
 	}))
 	t.Cleanup(guard.Close)
 	_, url := startFake(t, fakeserve.Options{APIKey: tierKey})
-	cfg := oneTier(url, "") + `
-[[router.tiers]]
-id = "guard"
-base_url = "` + guard.URL + `"
-dialect = "openai"
-context_limit = 8192
-privacy = "local"
-tool_support = false
-auth_env = "SERVE_A_KEY"
-model = "guard-served"
-max_concurrency = 1
-
-[guardrails]
-enabled = true
-
-[[guardrails.providers]]
-name = "llama-guard"
-type = "guard_model"
-stages = ["input"]
-on_error = "fail_closed"
-[guardrails.providers.options]
-model = "llama-guard"
-format = "llama_guard"
-`
-	cfg = strings.Replace(cfg, "llm.primary = \"local-a\"\n", "llm.primary = \"local-a\"\nllama-guard = \"guard\"\n", 1)
-	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	cfg := withGuardTier(oneTier(url, ""), guard.URL, "max_concurrency = 1") + guardModelTOML("llama-guard", "input", "llama-guard")
+	base := serveGuarded(t, cfg)
 	var wg sync.WaitGroup
 	statuses := make([]int, 4)
 	for i := range statuses {
 		wg.Go(func() {
-			resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
+			resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
 			readAll(t, resp)
 			statuses[i] = resp.StatusCode
 		})
@@ -395,24 +383,10 @@ func TestGuardModelOnTheAnsweringTier(t *testing.T) {
 		io.WriteString(w, `{"id":"g","object":"chat.completion","model":"served-model","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"safe"}}]}`)
 	}))
 	t.Cleanup(serve.Close)
-	cfg := oneTier(serve.URL, "max_concurrency = 1") + `
-[guardrails]
-enabled = true
-
-[[guardrails.providers]]
-name = "self-guard"
-type = "guard_model"
-stages = ["output"]
-on_error = "fail_closed"
-[guardrails.providers.options]
-model = "chat"
-format = "llama_guard"
-`
+	cfg := oneTier(serve.URL, "max_concurrency = 1") + guardModelTOML("self-guard", "output", "chat")
 	cfg = strings.Replace(cfg, "relay_timeout = 2.0", "relay_timeout = 2.0\nqueue_timeout = 1.0", 1)
-	h := newHandler(t, cfg, routerOpts{token: routerToken, env: map[string]string{"SERVE_A_KEY": tierKey}}, nil)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	resp := post(t, t.Context(), srv.URL+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
+	base := serveGuarded(t, cfg)
+	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
 	if body := readAll(t, resp); resp.StatusCode != 200 {
 		t.Errorf("status %d: %s (the output check waited for a slot its own request holds)", resp.StatusCode, body)
 	}
