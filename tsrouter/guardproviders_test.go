@@ -109,6 +109,21 @@ format = "llama_guard"
 `
 }
 
+// webhookTOML is one fail_closed webhook provider name on stage, at url
+// (after a [guardrails] table).
+func webhookTOML(name, stage, url string) string {
+	return `
+[[guardrails.providers]]
+name = "` + name + `"
+type = "webhook"
+stages = ["` + stage + `"]
+on_error = "fail_closed"
+[guardrails.providers.options]
+url = "` + url + `"
+timeout = "10s"
+`
+}
+
 // serveGuarded serves a router of cfg (router token, the tier key) on
 // loopback and returns its URL.
 func serveGuarded(t *testing.T, cfg string) string {
@@ -127,15 +142,7 @@ func TestGuardrailsModelProvidersThroughTheRouter(t *testing.T) {
 	guardURL := guardServe(t, &guardCalls)
 	hookURL := hookServe(t, &hookBroken)
 	fake, url := startFake(t, fakeserve.Options{APIKey: tierKey})
-	cfg := withGuardTier(oneTier(url, ""), guardURL, "") + guardModelTOML("llama-guard", "input", "llama-guard") + `
-[[guardrails.providers]]
-name = "hook"
-type = "webhook"
-stages = ["input"]
-on_error = "fail_closed"
-[guardrails.providers.options]
-url = "` + hookURL + `"
-`
+	cfg := withGuardTier(oneTier(url, ""), guardURL, "") + guardModelTOML("llama-guard", "input", "llama-guard") + webhookTOML("hook", "input", hookURL)
 	base := serveGuarded(t, cfg)
 	chat := func(text string) *http.Response {
 		body := `{"model":"chat","messages":[{"role":"user","content":` + strings.TrimSpace(mustJSON(text)) + `}]}`
@@ -236,19 +243,7 @@ func TestGuardrailsOutputProviderFailsClosedMidStream(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	hookURL := hookServe(t, &broken)
-	gr := `
-[guardrails]
-enabled = true
-output_check = "window"
-
-[[guardrails.providers]]
-name = "hook"
-type = "webhook"
-stages = ["output"]
-on_error = "fail_closed"
-[guardrails.providers.options]
-url = "` + hookURL + `"
-`
+	gr := "\n[guardrails]\nenabled = true\noutput_check = \"window\"\n" + webhookTOML("hook", "output", hookURL)
 	for _, tc := range []struct {
 		dialect, path, body, errorEvent, cleanEnd string
 	}{

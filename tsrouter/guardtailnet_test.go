@@ -45,19 +45,7 @@ func TestGuardrailsWebhookOnTheTailnet(t *testing.T) {
 	_, url := startFake(t, fakeserve.Options{})
 	for _, hookURL := range []string{"http://" + ip4.String() + "/check", "http://hooks.tail-scale.ts.net/check"} {
 		t.Run(hookURL, func(t *testing.T) {
-			r := tn.routerHandler(t, routerConfig(url, `
-[guardrails]
-enabled = true
-
-[[guardrails.providers]]
-name = "tailnet-hook"
-type = "webhook"
-stages = ["input"]
-on_error = "fail_closed"
-[guardrails.providers.options]
-url = "`+hookURL+`"
-timeout = "10s"
-`), "")
+			r := tn.routerHandler(t, routerConfig(url, "\n[guardrails]\nenabled = true\n"+webhookTOML("tailnet-hook", "input", hookURL)), "")
 			c := tn.client(t, "mini", "tag:mini")
 			chat := func(text string) (int, string) {
 				req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://anvil/v1/chat/completions",

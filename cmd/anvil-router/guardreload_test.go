@@ -72,17 +72,7 @@ type = "pii"
 	if v := view(); !strings.Contains(v, `"name":"first"`) {
 		t.Fatalf("not reloaded: %s", v)
 	}
-	reloadGuardrails(h, parse(`
-[guardrails]
-enabled = true
-[[guardrails.providers]]
-name = "second"
-type = "rules"
-[[guardrails.providers.options.rules]]
-name = "r"
-pattern = "("
-action = "block"
-`), log)
+	reloadGuardrails(h, parse(brokenRules("second")), log)
 	if v := view(); !strings.Contains(v, `"name":"first"`) || !strings.Contains(logs.String(), "previous ones stay in force") {
 		t.Errorf("a bad table replaced the running one: %s\n%s", v, logs.String())
 	}
@@ -104,18 +94,24 @@ type = "pii"
 	if v := get("/admin/config"); !strings.Contains(v, `"third"`) {
 		t.Errorf("/admin/config does not show the reloaded guardrails: %s", v)
 	}
-	applyReload(h, running, parse(`
+	applyReload(h, running, parse(brokenRules("broken")), log)
+	if v := get("/admin/config"); !strings.Contains(v, `"third"`) || strings.Contains(v, `"broken"`) {
+		t.Errorf("/admin/config shows a table that did not load: %s", v)
+	}
+}
+
+// brokenRules is a [guardrails] table whose rules provider name does not
+// build (its pattern is not a regular expression).
+func brokenRules(name string) string {
+	return `
 [guardrails]
 enabled = true
 [[guardrails.providers]]
-name = "broken"
+name = "` + name + `"
 type = "rules"
 [[guardrails.providers.options.rules]]
 name = "r"
 pattern = "("
 action = "block"
-`), log)
-	if v := get("/admin/config"); !strings.Contains(v, `"third"`) || strings.Contains(v, `"broken"`) {
-		t.Errorf("/admin/config shows a table that did not load: %s", v)
-	}
+`
 }
