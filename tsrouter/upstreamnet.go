@@ -2,7 +2,6 @@ package tsrouter
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -57,24 +56,17 @@ func (u *upstreamNet) tailnetHost(host string) bool {
 	return strings.HasSuffix(host, ".ts.net")
 }
 
-// dial is the transport's DialContext. A bare name ("hooks") may be a
-// container's on the host network or a MagicDNS short name: the host's
-// resolver is asked first, the tailnet when it knows no such host.
+// dial is the transport's DialContext. Only a destination that is surely
+// on the tailnet goes through the node: a bare name ("hooks") is dialled
+// on the host, never retried on the tailnet, where another node of that
+// name would get the text and the hook's secret.
 func (u *upstreamNet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	host, _, err := net.SplitHostPort(addr)
-	tn := u.tailnet.Load()
-	if err != nil || tn == nil {
-		return u.host.DialContext(ctx, network, addr)
+	if host, _, err := net.SplitHostPort(addr); err == nil && u.tailnetHost(host) {
+		if tn := u.tailnet.Load(); tn != nil {
+			return (*tn)(ctx, network, addr)
+		}
 	}
-	if u.tailnetHost(host) {
-		return (*tn)(ctx, network, addr)
-	}
-	c, err := u.host.DialContext(ctx, network, addr)
-	var dnsErr *net.DNSError
-	if err != nil && !strings.Contains(host, ".") && errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-		return (*tn)(ctx, network, addr)
-	}
-	return c, err
+	return u.host.DialContext(ctx, network, addr)
 }
 
 // transport is an HTTP transport over dial. No proxy from the
