@@ -125,7 +125,12 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if keys != nil {
 		go keys.Watch(ctx, 2*time.Second)
 	}
-	go reloadOnHUP(ctx, path, cfg, h, log)
+	// SIGHUP is caught from here to the process's end, drain included:
+	// its default action would kill the router mid-drain and lose the
+	// final usage snapshot.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go reloadOnHUP(ctx, hup, path, cfg, h, log)
 	if *devListen == "" {
 		return serveTailnet(ctx, cfg, h, lim, log)
 	}
@@ -290,11 +295,9 @@ func removeStaleTemps(cfg *config.Config, log *slog.Logger) {
 }
 
 // reloadOnHUP re-reads the config file on every SIGHUP, once, and applies
-// what takes effect without a restart (applyReload).
-func reloadOnHUP(ctx context.Context, path string, running *config.Config, h *tsrouter.Handler, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// what takes effect without a restart (applyReload). hup stays registered
+// after ctx ends, so a late SIGHUP is ignored, not fatal.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, running *config.Config, h *tsrouter.Handler, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():

@@ -224,3 +224,61 @@ func TestStatsTokenTrackingReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("tokens went from %d to %d with token_tracking off", first, again)
 	}
 }
+
+// TestSIGHUPDuringDrainIsHarmless: a SIGHUP (a config reload from
+// systemd, say) that arrives while the router drains after SIGTERM does
+// not kill it: the in-flight stream finishes, the router exits cleanly and
+// writes its final usage snapshot.
+func TestSIGHUPDuringDrainIsHarmless(t *testing.T) {
+	fake, url, stop, err := fakeserve.Start(t.Context(), "127.0.0.1:0", fakeserve.Options{Model: "served-model",
+		Deltas: strings.Split(strings.Repeat("x ", 40), " "), Pace: 25 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	snapshot := filepath.Join(t.TempDir(), "stats.bin")
+	cfg := writeConfig(t, tierConfig(url)+"\n[admin.stats.persistence]\npath = \""+snapshot+"\"\nsnapshot_interval = \"1h\"\n")
+	addr := freePort(t)
+	cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
+	cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN=tok-secret-1234", "ANVIL_SERVING_HOME="+t.TempDir())
+	logs := &lockedLog{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitHealthy(t, "http://"+addr)
+	streamed := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+addr+"/v1/chat/completions",
+			strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer tok-secret-1234")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			streamed <- err.Error()
+			return
+		}
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		resp.Body.Close()
+		streamed <- b.String()
+	}()
+	for deadline := time.Now().Add(5 * time.Second); fake.Stats().InFlight < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never started")
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(100 * time.Millisecond) // into the drain
+	cmd.Process.Signal(syscall.SIGHUP)
+	err = cmd.Wait()
+	if err != nil {
+		t.Fatalf("the router did not exit cleanly (%v; %v)\n%s", err, cmd.ProcessState, logs)
+	}
+	if body := <-streamed; !strings.HasSuffix(body, "data: [DONE]\n\n") {
+		t.Errorf("the in-flight stream was cut: …%q", body[max(0, len(body)-120):])
+	}
+	if _, err := os.Stat(snapshot); err != nil {
+		t.Errorf("no final snapshot: %v\n%s", err, logs)
+	}
+}
