@@ -262,7 +262,7 @@ func TestBudgetThroughAdminKeyAPI(t *testing.T) {
 // still holds — streamed (the router asks the serve for usage) or not.
 func TestTokenBudgetWithoutTokenTracking(t *testing.T) {
 	const key = "sk-budget-tok-0123456789abcdef"
-	_, url := startFake(t, fakeserve.Options{})
+	fake, url := startFake(t, fakeserve.Options{})
 	cfg := oneTier(url, "") + `
 [api_keys]
 mode = "blocking"
@@ -283,6 +283,11 @@ tokens_per_day = 1
 				t.Fatalf("first request: %d %s", resp.StatusCode, readAll(t, resp))
 			} else {
 				readAll(t, resp)
+			}
+			// The serve's own count, not the router's estimate: a budgeted
+			// stream asks for the usage chunk.
+			if sent := string(fake.LastRequest().Body); stream && !strings.Contains(sent, `"include_usage":true`) {
+				t.Errorf("a budgeted stream did not ask the serve for usage: %s", sent)
 			}
 			waitRequests(t, base, 1)
 			resp := post(t, t.Context(), base+"/v1/chat/completions", body, "Authorization", "Bearer "+key)

@@ -140,7 +140,13 @@ func (rec *record) guardNote() *guardNote {
 // guardBlocked records a block and returns the caller's error: 400
 // guardrail_blocked for a judgement of the text, 503 guardrail_unavailable
 // when a fail_closed provider failed and nothing was judged.
-func guardBlocked(rec *record, stage guard.Stage, res *guard.Result) error {
+func guardBlocked(ctx context.Context, rec *record, stage guard.Stage, res *guard.Result) error {
+	if res.Unavailable && ctx.Err() != nil {
+		// The provider failed because the caller went away mid-check.
+		rec.decide("client_disconnected", "error")
+		rec.detail = "client disconnected during the " + stage.String() + " guardrail check"
+		return backends.ErrClientGone
+	}
 	if res.Unavailable {
 		rec.decide("guardrail_unavailable", "error")
 		rec.detail = stage.String() + " check failed: guardrail " + res.Provider + " unavailable (fail_closed)"
@@ -199,7 +205,7 @@ func (h *Handler) inputStage(ctx context.Context, rec *record, q *inference, a *
 	}
 	rec.guardNote().add(guard.Input, res)
 	if res.Blocked() {
-		return guardBlocked(rec, guard.Input, res)
+		return guardBlocked(ctx, rec, guard.Input, res)
 	}
 	q.guardConv = jt.texts
 	if !res.Rewritten() {
@@ -259,7 +265,7 @@ func (h *Handler) outputReply(ctx context.Context, rec *record, q *inference, bo
 	}
 	rec.guardNote().add(guard.Output, res)
 	if res.Blocked() {
-		return nil, guardBlocked(rec, guard.Output, res)
+		return nil, guardBlocked(ctx, rec, guard.Output, res)
 	}
 	if !res.Rewritten() {
 		return body, nil
@@ -547,7 +553,7 @@ func (h *Handler) textInput(ctx context.Context, rec *record, req *jsonobj.Objec
 	}
 	rec.guardNote().add(guard.Input, res)
 	if res.Blocked() {
-		return nil, guardBlocked(rec, guard.Input, res)
+		return nil, guardBlocked(ctx, rec, guard.Input, res)
 	}
 	if !res.Rewritten() {
 		return body, nil

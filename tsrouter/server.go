@@ -358,14 +358,15 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, err)
 		return
 	}
-	if metered {
-		if err := h.checkBudget(rec); err != nil {
+	// A caller refused for its guardrail names spends no budget.
+	if rt.metered {
+		if err := h.checkGuardrailNames(rec); err != nil {
 			h.fail(w, rt.env, err)
 			return
 		}
 	}
-	if rt.metered {
-		if err := h.checkGuardrailNames(rec); err != nil {
+	if metered {
+		if err := h.checkBudget(rec); err != nil {
 			h.fail(w, rt.env, err)
 			return
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,6 +250,33 @@ func TestAdmitAllSpendsFromNoneOnARefusal(t *testing.T) {
 	}
 	if u := s.Budget("team"); u.Requests != 1 {
 		t.Errorf("the shared budget counted %d requests, want 1", u.Requests)
+	}
+}
+
+// Callers racing for the last request of a shared budget: each request
+// that the shared budget admits is counted by the caller's own budget too,
+// and no refused one is.
+func TestAdmitAllUnderRace(t *testing.T) {
+	c := &clock{time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)}
+	s := newStore(c, 24*time.Hour, "chat")
+	shared := usage.Want{Name: "team", Limits: usage.Limits{RequestsPerDay: 5}}
+	var wg sync.WaitGroup
+	var admitted atomic.Int64
+	for i := range 64 {
+		own := usage.Want{Name: fmt.Sprintf("user:%d", i%4), Limits: usage.Limits{RequestsPerDay: 1000}}
+		wg.Go(func() {
+			if over, _ := s.AdmitAll([]usage.Want{own, shared}); over < 0 {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	var own int64
+	for i := range 4 {
+		own += s.Budget(fmt.Sprintf("user:%d", i)).Requests
+	}
+	if got := s.Budget("team").Requests; got != 5 || admitted.Load() != 5 || own != 5 {
+		t.Errorf("shared budget counted %d, own budgets %d, admitted %d: want 5 each", got, own, admitted.Load())
 	}
 }
 

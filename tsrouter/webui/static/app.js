@@ -384,15 +384,16 @@
       var p = { action: a, tier_id: tier, dry_run: true };
       if (a === 'drain') {
         // Drain has no confirm gate and no dry run in the API (the Python
-        // router's contract): the preview is what the tier's status says
-        // the drain will do.
-        var t = byID[tier] || {};
-        var preview = t.state !== 'quiesced' ? 'will be refused: drain needs a quiesced tier (quiesce it first)'
-          : t.draining ? 'will be refused: a drain is already under way'
-          : 'waits up to 30 s for ' + t.active_requests + ' in-flight request(s) to finish; the tier stays quiesced';
-        pending = { action: a, tier_id: tier, timeout: 30 };
-        showConfirm({ action: a, tier_id: tier, state: t.state, active_requests: t.active_requests, preview: preview });
-        return;
+        // router's contract): the preview is what the tier's current
+        // status (read now, not from the table) says the drain will do.
+        return load().then(function () {
+          var t = byID[tier] || {};
+          var preview = t.state !== 'quiesced' ? 'will be refused: drain needs a quiesced tier (quiesce it first)'
+            : t.draining ? 'will be refused: a drain is already under way'
+            : 'waits up to 30 s for ' + t.active_requests + ' in-flight request(s) to finish; the tier stays quiesced';
+          pending = { action: a, tier_id: tier, timeout: 30 };
+          showConfirm({ action: a, tier_id: tier, state: t.state, active_requests: t.active_requests, preview: preview });
+        });
       }
       api('POST', '/v1/admin/transition', p).then(function (r) {
         if (!r.ok) { say(errMsg(r), true); return; }
