@@ -1,9 +1,11 @@
 package tsrouter_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -384,5 +386,39 @@ func TestGuardModelOnTheAnsweringTier(t *testing.T) {
 	resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"hello"}]}`, "Authorization", "Bearer "+routerToken)
 	if body := readAll(t, resp); resp.StatusCode != 200 {
 		t.Errorf("status %d: %s (the output check waited for a slot its own request holds)", resp.StatusCode, body)
+	}
+}
+
+// A caller that hangs up while a fail_closed provider is still checking
+// its prompt is recorded as gone, not as a guardrail failure.
+func TestGuardrailsCallerGoneMidCheck(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // then net/http notices the router hang up
+		<-r.Context().Done()        // never answers while anyone waits
+	}))
+	t.Cleanup(hook.Close)
+	logs := &syncBuffer{}
+	fake, url := guardedRouter(t, "openai", "\n[guardrails]\nenabled = true\n"+webhookTOML("slow-hook", "input", hook.URL), fakeserve.Options{},
+		slog.New(slog.NewJSONHandler(logs, nil)))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(`{"model":"chat","messages":[{"role":"user","content":"hello"}]}`))
+	for i := 0; i+1 < len(openaiAuth); i += 2 {
+		req.Header.Set(openaiAuth[i], openaiAuth[i+1])
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (%d) while the hook never answered", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "client disconnected during the input guardrail check"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no client_disconnected record:\n%s", logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "guardrail_unavailable") {
+		t.Errorf("recorded as a guardrail failure:\n%s", logs.String())
+	}
+	if fake.Stats().Requests != 0 {
+		t.Error("the unchecked prompt reached the serve")
 	}
 }
