@@ -137,30 +137,37 @@ func (rec *record) guardNote() *guardNote {
 	return rec.guard
 }
 
-// guardBlocked records a block and returns the caller's error: 400
-// guardrail_blocked for a judgement of the text, 503 guardrail_unavailable
-// when a fail_closed provider failed and nothing was judged.
+// guardBlocked records a refusal of stage and returns the caller's
+// error: 400 guardrail_blocked for a judgement of the text, 503
+// guardrail_unavailable when a fail_closed provider failed and nothing
+// was judged — unless it failed because the caller went away mid-check.
 func guardBlocked(ctx context.Context, rec *record, stage guard.Stage, res *guard.Result) error {
-	if res.Unavailable && ctx.Err() != nil {
-		// The provider failed because the caller went away mid-check.
+	b := res.Refusal()
+	if b.Unavailable && ctx.Err() != nil {
 		rec.decide("client_disconnected", "error")
 		rec.detail = "client disconnected during the " + stage.String() + " guardrail check"
 		return backends.ErrClientGone
 	}
-	if res.Unavailable {
+	recordRefusal(rec, stage.String(), "", b)
+	if b.Unavailable {
+		return errGuardUnavailable(b.Provider)
+	}
+	return errGuardBlocked(b.Provider, b.Category, b.Message)
+}
+
+// recordRefusal is the decision and audit detail of a guardrail refusal
+// of stage; mid is "" or " mid-stream".
+func recordRefusal(rec *record, stage, mid string, b *guard.BlockError) {
+	if b.Unavailable {
 		rec.decide("guardrail_unavailable", "error")
-		rec.detail = stage.String() + " check failed: guardrail " + res.Provider + " unavailable (fail_closed)"
-		for _, v := range res.Verdicts {
-			if v.Provider == res.Provider && v.Err != nil {
-				rec.detail += ": " + v.Err.Error()
-				break
-			}
+		rec.detail = stage + " check failed" + mid + ": guardrail " + b.Provider + " unavailable (fail_closed)"
+		if b.Cause != nil {
+			rec.detail += ": " + b.Cause.Error()
 		}
-		return errGuardUnavailable(res.Provider)
+		return
 	}
 	rec.decide("guardrail_blocked", "blocked")
-	rec.detail = stage.String() + " blocked by guardrail " + res.Provider + " (category " + res.Category + ")"
-	return errGuardBlocked(res.Provider, res.Category, res.Message)
+	rec.detail = stage + " blocked" + mid + " by guardrail " + b.Provider + " (category " + b.Category + ")"
 }
 
 // guardFailure is the decision reason and outcome of a guardrail stage's

@@ -254,16 +254,8 @@ func (h *Handler) stream(w *recorder, r *http.Request, rec *record, a *callerAPI
 		// cancelled by closeStream.
 		out.Write(guardStreamFrame(a.env, blocked))
 		out.Flush()
-		if blocked.Unavailable {
-			rec.decide("guardrail_unavailable", "error")
-			rec.detail = "output check failed mid-stream: guardrail " + blocked.Provider + " unavailable (fail_closed); upstream cancelled"
-			if blocked.Cause != nil {
-				rec.detail += ": " + blocked.Cause.Error()
-			}
-			break
-		}
-		rec.decide("guardrail_blocked", "blocked")
-		rec.detail = "output blocked mid-stream by guardrail " + blocked.Provider + " (category " + blocked.Category + "); upstream cancelled"
+		recordRefusal(rec, "output", " mid-stream", blocked)
+		rec.detail += "; upstream cancelled"
 	default:
 		out.Write(rl.errorEvent())
 		out.Flush()

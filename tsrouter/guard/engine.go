@@ -183,6 +183,21 @@ type Result struct {
 // Blocked reports whether the request or answer must be refused.
 func (r *Result) Blocked() bool { return r.Enforced && r.Action == Block }
 
+// Refusal describes the deciding block as the error a stream ends with,
+// carrying the failed provider's error when the block is Unavailable.
+func (r *Result) Refusal() *BlockError {
+	b := &BlockError{Provider: r.Provider, Category: r.Category, Message: r.Message, Unavailable: r.Unavailable}
+	if r.Unavailable {
+		for _, v := range r.Verdicts {
+			if v.Provider == r.Provider && v.Err != nil {
+				b.Cause = v.Err
+				break
+			}
+		}
+	}
+	return b
+}
+
 // Rewritten reports whether the text must be replaced by r.Texts.
 func (r *Result) Rewritten() bool { return r.Enforced && r.Action == Transform && r.Texts != nil }
 
