@@ -114,7 +114,10 @@ func (s *Store) AdmitAll(ws []Want) (over int, resets time.Time) {
 		}
 	}
 	for _, w := range ws {
-		if b := s.budgetDayLocked(w.Name, w.Limits, d); w.Limits.Any() && b.day == d {
+		if !w.Limits.Any() {
+			continue
+		}
+		if b := s.budgetDayLocked(w.Name, w.Limits, d); b.day == d {
 			b.requests++
 		}
 	}
