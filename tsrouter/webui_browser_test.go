@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,7 +145,8 @@ func webuiSession(t *testing.T, script string) {
 		if i == 0 {
 			say = "mail me at pat@example.com"
 		}
-		resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","messages":[{"role":"user","content":"`+say+`"}]}`,
+		// The last one streamed, so the dashboard has a time to first token.
+		resp := post(t, t.Context(), base+"/v1/chat/completions", `{"model":"chat","stream":`+strconv.FormatBool(i == 4)+`,"messages":[{"role":"user","content":"`+say+`"}]}`,
 			"Authorization", "Bearer "+token, "X-Api-Key", trafficKey)
 		readAll(t, resp)
 		if resp.StatusCode != http.StatusOK {

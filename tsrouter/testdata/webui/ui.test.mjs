@@ -86,6 +86,8 @@ try {
     if (p === 'dashboard') {
       await page.waitForSelector('#tier-table tbody tr');
       await page.waitForTimeout(10500); // two live refreshes, so the charts have a line
+      const kpi = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll('#kpis div')].map((d) => [d.querySelector('dt').textContent, d.querySelector('dd').textContent])));
+      assert(/^[0-9.,]+$/.test(kpi['TTFT p50 ms'] || '') && /^[0-9.,]+$/.test(kpi['Latency p95 ms'] || ''), 'dashboard: latency and TTFT percentiles missing: ' + JSON.stringify(kpi));
     }
     // Accessibility: every control has a label, and Tab reaches the
     // skip link first.
