@@ -35,9 +35,14 @@ type record struct {
 	principal *policy.Principal
 	// adminCred: where a valid admin credential came (admin routes only).
 	adminCred adminHeader
-	alias     string
-	tier      string
-	events    int
+	// secretAuth: a secret the caller sent authenticated it (the router
+	// token, an API key, the admin credential), not only something a
+	// browser brings along by itself (tailnet identity, UI session,
+	// loopback under [admin.auth] none). See rebinding.go.
+	secretAuth bool
+	alias      string
+	tier       string
+	events     int
 	// detail explains a failure to the operator (never to the caller).
 	detail string
 	// quiet marks liveness probes, logged at debug level only.

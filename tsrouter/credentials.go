@@ -29,6 +29,9 @@ func (h *Handler) admitCredentials(r *http.Request, rec *record, class policy.Pa
 		}
 	}
 	creds := policy.SplitCredentials(h.token, authorization, xAPIKey)
+	// TokenOK is also true when no token is configured: only a token
+	// that exists and was sent is a secret.
+	tokenSent := h.token.Enabled() && creds.TokenOK
 	if rec.adminCred != adminNoCredential {
 		creds.TokenOK = true
 	}
@@ -50,6 +53,7 @@ func (h *Handler) admitCredentials(r *http.Request, rec *record, class policy.Pa
 		return errUnauthorized.withDetail("the local API needs the router token or an API key")
 	}
 	rec.principal = p
+	rec.secretAuth = tokenSent || rec.adminCred != adminNoCredential || p.Key != nil
 	return nil
 }
 

@@ -2,6 +2,7 @@ package tsrouter_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/anvil-serving/anvil-router/backends/fakeserve"
@@ -43,6 +44,51 @@ func TestBrowserHostMustNameTheRouter(t *testing.T) {
 			body := readAll(t, resp)
 			if resp.StatusCode != tc.want {
 				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, body)
+			}
+		})
+	}
+}
+
+// DNS rebinding against ambient credentials: a request that no secret
+// authenticated (here the dev listener without a router token, as the
+// tailnet identity would be) must name the router, on every route — a
+// rebound same-origin GET over plain HTTP carries no browser header to
+// tell it by. A request with the router token may use any name.
+func TestRebindingWithoutASecret(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	open := startRouter(t, oneTier(url, ""), routerOpts{})
+	const tok = "rebinding-router-token-0123456789"
+	guarded := startRouter(t, oneTier(url, ""), routerOpts{token: tok})
+	chat := `{"model":"chat","messages":[{"role":"user","content":"hi"}]}`
+	cases := []struct {
+		name, base, method, path, host, token string
+		want                                  int
+	}{
+		{"a GET under an attacker's name", open, http.MethodGet, "/v1/models", "rebind.attacker.example", "", 403},
+		{"inference under an attacker's name", open, http.MethodPost, "/v1/chat/completions", "rebind.attacker.example:80", "", 403},
+		{"a GET on the loopback address", open, http.MethodGet, "/v1/models", "127.0.0.1", "", 200},
+		{"inference on the MagicDNS short name", open, http.MethodPost, "/v1/chat/completions", "anvil", "", 200},
+		{"the router token under any name", guarded, http.MethodPost, "/v1/chat/completions", "llm.corp.example", tok, 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var body *strings.Reader
+			if tc.method == http.MethodPost {
+				body = strings.NewReader(chat)
+			} else {
+				body = strings.NewReader("")
+			}
+			req, _ := http.NewRequestWithContext(t.Context(), tc.method, tc.base+tc.path, body)
+			req.Host = tc.host
+			if tc.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, resp); resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
 			}
 		})
 	}

@@ -326,8 +326,10 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, envGeneric, errNoRoute)
 		return
 	}
-	if (rt.admin || rt.ui) && !h.browserHostTrusted(r) {
-		h.fail(w, rt.env, errCrossSite.withDetail("browser request for an untrusted Host (DNS rebinding?)"))
+	// DNS rebinding (rebinding.go): a request that no secret authenticated,
+	// or a browser's on the admin API or the UI, must name this router.
+	if (!rec.secretAuth || (rt.admin || rt.ui) && fromBrowser(r)) && !h.hostTrusted(r) {
+		h.fail(w, rt.env, errCrossSite.withDetail("request for an untrusted Host (DNS rebinding?)"))
 		return
 	}
 	if rt.admin && !h.isAdmin(r, rec) {

@@ -147,6 +147,12 @@ func (s *Store) UnmarshalBinary(b []byte, maxAge time.Duration) error {
 		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, v, snapshotVersion)
 	}
 	saved := r.varint()
+	now := s.now().Unix()
+	if saved > now+60 {
+		// Saved under a clock ahead of this one: its buckets would own
+		// ring slots that newer times can never take back.
+		return fmt.Errorf("%w: saved %d s in the future", ErrCorrupt, saved-now)
+	}
 	if maxAge > 0 && s.now().Sub(time.Unix(saved, 0)) > maxAge {
 		return ErrStale
 	}
@@ -174,6 +180,9 @@ func (s *Store) UnmarshalBinary(b []byte, maxAge time.Duration) error {
 			ring := r.byte()
 			bk := bucket{t: r.varint()}
 			r.counters(&bk.c)
+			if ring > ringDay || bk.t <= 0 || bk.t > now {
+				return ErrCorrupt
+			}
 			g.rings = append(g.rings, ring)
 			g.buckets = append(g.buckets, bk)
 		}

@@ -223,10 +223,12 @@ func (s *Store) Tier(alias string) string { return s.tiers[alias] }
 // takes no map lookups and no allocations.
 type Handle struct {
 	series []*series
+	tags   []string // the identity's tags, to tell retagged nodes apart
 }
 
 // handleKey identifies a caller's handle; a map lookup with it does not
-// allocate.
+// allocate. Its tag fields narrow the lookup; the handle's own tags
+// decide (a node retagged [a,b,c] → [a,x,c] has the same key).
 type handleKey struct {
 	user, node, firstTag, lastTag, key string
 	tags                               int
@@ -242,7 +244,7 @@ func (s *Store) Handle(id *Identity) *Handle {
 	s.mu.RLock()
 	h := s.handles[k]
 	s.mu.RUnlock()
-	if h != nil {
+	if h != nil && slices.Equal(h.tags, id.Tags) {
 		return h
 	}
 	h = s.resolve(id)
@@ -256,7 +258,7 @@ func (s *Store) Handle(id *Identity) *Handle {
 }
 
 func (s *Store) resolve(id *Identity) *Handle {
-	h := &Handle{}
+	h := &Handle{tags: slices.Clone(id.Tags)}
 	add := func(k Kind, name string) {
 		if name != "" {
 			h.series = append(h.series, s.group(k, name))
@@ -424,8 +426,8 @@ const (
 )
 
 func addTo(ring []bucket, width, unix int64, c *Counters) {
-	if len(ring) == 0 {
-		return
+	if len(ring) == 0 || unix <= 0 {
+		return // 0 marks an empty slot; a clock before 1970 counts nothing
 	}
 	start := unix - unix%width
 	b := &ring[(start/width)%int64(len(ring))]
