@@ -215,10 +215,18 @@ func (rec *record) noteUsage(u []byte) {
 	if p+c == 0 {
 		return
 	}
-	rec.promptTokens, rec.compTokens = p, c
-	rec.cachedTokens, rec.reasoningTokens = backends.ParseUsageDetails(u)
+	// A serve's numbers are not trusted blindly: a negative count would
+	// give budget back, a huge one overflow the day's sum.
+	rec.promptTokens, rec.compTokens = clampTokens(p), clampTokens(c)
+	cached, reasoning := backends.ParseUsageDetails(u)
+	rec.cachedTokens, rec.reasoningTokens = clampTokens(cached), clampTokens(reasoning)
 	rec.usageReported = true
 }
+
+// maxTokens bounds one request's reported token count (a trillion).
+const maxTokens = 1 << 40
+
+func clampTokens(n int) int { return min(max(n, 0), maxTokens) }
 
 func intOf(obj []byte, key string) int {
 	s, e, ok := jsonobj.Find(obj, key)

@@ -480,3 +480,20 @@ func TestUsageCountsGuardrailBlocks(t *testing.T) {
 		t.Errorf("totals = %+v, want 1 guardrail block and 1 error", st.Totals)
 	}
 }
+
+// A group name a spreadsheet would read as a formula is written as text.
+func TestUsageCSVCellsAreNotFormulas(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice@example.com": "alice@example.com",
+		"=HYPERLINK(1)":     "'=HYPERLINK(1)",
+		"+1":                "'+1",
+		"-2":                "'-2",
+		"@SUM(A1)":          "'@SUM(A1)",
+		"\tx":               "'\tx",
+		"":                  "",
+	} {
+		if got := tsrouter.CSVCell(in); got != want {
+			t.Errorf("CSVCell(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

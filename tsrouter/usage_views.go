@@ -221,7 +221,7 @@ func (h *Handler) serveStatsUsage(w *recorder, r *http.Request, rec *record) err
 		for _, s := range series {
 			for _, p := range s.Points {
 				c := p.countersJSON
-				cw.Write([]string{s.Group, p.T, i(c.Requests), i(c.Errors), i(c.InputTokens), i(c.OutputTokens),
+				cw.Write([]string{csvCell(s.Group), p.T, i(c.Requests), i(c.Errors), i(c.InputTokens), i(c.OutputTokens),
 					i(c.CachedTokens), i(c.ReasoningTokens), i(c.EstimatedRequests), f(c.LatencyMSSum), f(c.TTFTMSSum), i(c.GuardrailBlocks)})
 			}
 		}
@@ -309,4 +309,14 @@ func (h *Handler) serveMyUsage(w *recorder, r *http.Request, rec *record) error 
 		Budgets   []budgetJSON `json:"budgets"`
 	}{ij, countersOf(today), countersOf(window), durationString(st.Retention()), points, budget, budgets}))
 	return nil
+}
+
+// csvCell keeps a group name (a user login from the coordination server,
+// an alias) from being read as a formula by a spreadsheet: a cell that
+// starts with = + - @ or a tab or carriage return gets a leading '.
+func csvCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }

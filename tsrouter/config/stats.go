@@ -43,6 +43,10 @@ var (
 	persistenceKeys = []string{"enabled", "path", "snapshot_interval", "max_age"}
 )
 
+// MaxRetentionWindow bounds [admin.stats].retention_window: a year and a
+// month, so a year-on-year look back fits.
+const MaxRetentionWindow = 400 * 24 * time.Hour
+
 func parseStats(t table) Stats {
 	t.unknown(statsKeys, "[admin.stats]")
 	s := DefaultStats()
@@ -53,6 +57,12 @@ func parseStats(t table) Stats {
 		s.TokenTracking = v
 	}
 	s.RetentionWindow = t.statsDuration("retention_window", s.RetentionWindow)
+	if s.RetentionWindow > MaxRetentionWindow {
+		// A day bucket per day of the window, per identity and alias: the
+		// memory bound (README) holds only for windows of bounded length.
+		t.c.report(t.path.key("retention_window"), "must be at most %dd, got %s", int(MaxRetentionWindow/(24*time.Hour)), s.RetentionWindow)
+		s.RetentionWindow = DefaultStats().RetentionWindow
+	}
 	if p, ok := t.sub("persistence"); ok {
 		p.unknown(persistenceKeys, "[admin.stats.persistence]")
 		if v, ok := p.boolean("enabled"); ok {

@@ -37,6 +37,7 @@ max_age = "2d"
 		{name: "unknown key", toml: "[admin.stats]\nretention = \"1h\"\n", problem: "unknown field in [admin.stats]"},
 		{name: "unknown persistence key", toml: "[admin.stats.persistence]\nfile = \"x\"\n", problem: "unknown field in [admin.stats.persistence]"},
 		{name: "bad duration", toml: "[admin.stats]\nretention_window = \"1w\"\n", problem: "must be a duration"},
+		{name: "a window past the memory bound", toml: "[admin.stats]\nretention_window = \"401d\"\n", problem: "must be at most 400d"},
 		{name: "zero duration", toml: "[admin.stats.persistence]\nmax_age = \"0d\"\n", problem: "must be a duration"},
 		{name: "fraction", toml: "[admin.stats.persistence]\nsnapshot_interval = \"1.5h\"\n", problem: "must be a duration"},
 	}

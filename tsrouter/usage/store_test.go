@@ -41,6 +41,10 @@ func TestHandlesAreCachedAndReset(t *testing.T) {
 	if s.Handle(id) == s.Handle(&usage.Identity{User: "a", Node: "n", Tags: []string{"tag:y"}}) {
 		t.Fatal("a retagged node shares the old handle")
 	}
+	abc := &usage.Identity{Node: "m", Tags: []string{"tag:a", "tag:b", "tag:c"}}
+	if s.Handle(abc) == s.Handle(&usage.Identity{Node: "m", Tags: []string{"tag:a", "tag:x", "tag:c"}}) {
+		t.Fatal("a node retagged in the middle of its tags shares the old handle")
+	}
 	s.Record(s.Handle(id), sample(c, "chat", 1, 1))
 	s.Reset()
 	s.Record(s.Handle(id), sample(c, "chat", 1, 1))
@@ -422,6 +426,7 @@ func TestSnapshotRefused(t *testing.T) {
 		{name: "checksum flipped", data: flip(len(good) - 1), want: usage.ErrCorrupt},
 		{name: "JSON", data: []byte(`{"version":1}`), want: usage.ErrCorrupt},
 		{name: "stale", data: good, age: 8 * 24 * time.Hour, want: usage.ErrStale},
+		{name: "saved in the future", data: good, age: -time.Hour, want: usage.ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
