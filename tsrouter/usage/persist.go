@@ -20,7 +20,7 @@ func (s *Store) Restore(path string, maxAge time.Duration, log *slog.Logger) boo
 	case errors.Is(err, fs.ErrNotExist):
 		log.Info("no usage snapshot yet; starting fresh", "path", path)
 	case errors.Is(err, ErrStale):
-		log.Warn("usage snapshot is older than max_age; starting fresh", "path", path, "max_age", maxAge)
+		log.Warn("usage snapshot is older than max_age; statistics start fresh, today's budget spends are kept", "path", path, "max_age", maxAge)
 	default:
 		log.Warn("usage snapshot unreadable; starting fresh", "path", path, "err", err)
 	}

@@ -119,9 +119,10 @@ func (s *Store) Save(path string) error {
 
 // Load restores the snapshot at path into s, which should be new. A
 // snapshot written more than maxAge ago is ErrStale (maxAge <= 0: no
-// limit); one that does not parse or fails its checksum is ErrCorrupt;
-// a missing file is an error satisfying errors.Is(err, fs.ErrNotExist).
-// On any error s is left unchanged.
+// limit): only its budget spends of today are restored; one that does
+// not parse or fails its checksum is ErrCorrupt; a missing file is an
+// error satisfying errors.Is(err, fs.ErrNotExist). On any other error s
+// is left unchanged.
 func (s *Store) Load(path string, maxAge time.Duration) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -153,9 +154,10 @@ func (s *Store) UnmarshalBinary(b []byte, maxAge time.Duration) error {
 		// ring slots that newer times can never take back.
 		return fmt.Errorf("%w: saved %d s in the future", ErrCorrupt, saved-now)
 	}
-	if maxAge > 0 && s.now().Sub(time.Unix(saved, 0)) > maxAge {
-		return ErrStale
-	}
+	// A stale snapshot's statistics are dropped, but today's budget spends
+	// are still today's: restoring them keeps a day budget from being
+	// spent twice across a long restart.
+	stale := maxAge > 0 && s.now().Sub(time.Unix(saved, 0)) > maxAge
 	// Parse everything first: a snapshot is restored whole or not at all.
 	type restored struct {
 		k       Kind
@@ -202,6 +204,17 @@ func (s *Store) UnmarshalBinary(b []byte, maxAge time.Duration) error {
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return ErrCorrupt
+	}
+	if stale {
+		today := StartOfDay(s.now()).Unix()
+		s.budgets.mu.Lock()
+		for _, sp := range spends {
+			if u := sp.u; u.day == today {
+				s.budgets.use[sp.name] = &u
+			}
+		}
+		s.budgets.mu.Unlock()
+		return ErrStale
 	}
 	for _, g := range groups {
 		var dst *series

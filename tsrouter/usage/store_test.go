@@ -442,6 +442,26 @@ func TestSnapshotRefused(t *testing.T) {
 			}
 		})
 	}
+	t.Run("stale keeps today's budget spends", func(t *testing.T) {
+		c := &clock{t0}
+		s := newStore(c, 24*time.Hour, "chat")
+		lim := usage.Limits{RequestsPerDay: 1}
+		if over, _ := s.Admit("team", lim); over {
+			t.Fatal("the first request was refused")
+		}
+		b, _ := s.MarshalBinary()
+		later := &clock{t0.Add(2 * time.Hour)} // the same UTC day as t0 (10:30)
+		r := newStore(later, 24*time.Hour, "chat")
+		if err := r.UnmarshalBinary(b, time.Hour); !errors.Is(err, usage.ErrStale) {
+			t.Fatalf("UnmarshalBinary = %v, want ErrStale", err)
+		}
+		if r.Total(t0.Add(-time.Hour)).Requests != 0 {
+			t.Error("a stale snapshot's statistics were restored")
+		}
+		if over, _ := r.Admit("team", lim); !over {
+			t.Error("after a stale restore the day budget was spent twice")
+		}
+	})
 	t.Run("missing", func(t *testing.T) {
 		r := newStore(c, 24*time.Hour, "chat")
 		if err := r.Load(filepath.Join(t.TempDir(), "none"), time.Hour); !errors.Is(err, fs.ErrNotExist) {
