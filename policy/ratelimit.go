@@ -118,6 +118,22 @@ func (l *RateLimiter) AllowAll(limits []Limit, now time.Time) (ok bool, retryAft
 	return true, 0
 }
 
+// Exhausted reports whether bucket key at perMinute would refuse a
+// request now, without taking a token (for limits that count failures
+// only, checked before the attempt), and how long until it would not.
+func (l *RateLimiter) Exhausted(key string, perMinute int, now time.Time) (bool, time.Duration) {
+	if perMinute <= 0 {
+		return false, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.started {
+		return false, 0
+	}
+	_, wait := l.next(Limit{Bucket: key, PerMinute: perMinute}, int64(now.Sub(l.base)))
+	return wait > 0, time.Duration(wait)
+}
+
 // next is the bucket's arrival time after one more request at t, and how
 // long the request would have to wait (0: it may pass now).
 func (l *RateLimiter) next(lim Limit, t int64) (next, wait int64) {

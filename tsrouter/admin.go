@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/anvil-serving/anvil-router/backends"
+	"github.com/anvil-serving/anvil-router/policy"
 )
 
 // Admin limits: a small management pool of its own (so an operator can act
@@ -36,6 +37,30 @@ func (h *Handler) isAdmin(r *http.Request, rec *record) bool {
 		return loopbackCaller(r, rec.door)
 	}
 	return false
+}
+
+// adminFailuresPerMinute bounds wrong admin credentials per caller (a
+// tailnet node, or the loopback listener), as loginsPerMinute bounds the
+// UI's login form: a weak basic password cannot be guessed at speed
+// through the API either.
+const adminFailuresPerMinute = 10
+
+// admitAdmin lets an admin through, and refuses anyone else. Only failed
+// attempts that presented a credential count against the caller; once
+// over the limit it is refused (429) before its credential is looked at.
+func (h *Handler) admitAdmin(r *http.Request, rec *record) error {
+	bucket := "admin-fail\x00" + uiBinding(rec)
+	now := time.Now()
+	if over, wait := h.limiter.Exhausted(bucket, adminFailuresPerMinute, now); over && presentsCredentials(r) {
+		return errRateLimited(policy.RetryAfterSeconds(wait)).withDetail("wrong admin credentials over " + itoa(adminFailuresPerMinute) + "/min")
+	}
+	if h.isAdmin(r, rec) {
+		return nil
+	}
+	if presentsCredentials(r) {
+		h.limiter.Allow(bucket, adminFailuresPerMinute, now)
+	}
+	return h.adminDenial(rec)
 }
 
 // adminDenial is the refusal of a caller without admin rights: 404 where

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -345,5 +346,38 @@ func TestAdminCredentialsNeverLogged(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAdminCredentialGuessesAreThrottled: wrong admin credentials count
+// against the caller; past ten a minute it is refused before its
+// credential is even looked at, the right one included, so a weak basic
+// password cannot be guessed at speed through the API.
+func TestAdminCredentialGuessesAreThrottled(t *testing.T) {
+	_, url := startFake(t, fakeserve.Options{})
+	base := startRouter(t, oneTier(url, ""), routerOpts{adminAuth: tsrouter.AdminAuth{Method: tsrouter.AdminBasic, Username: "ops", Password: policy.NewToken("guess-me-0123456789")}})
+	get := func(user, pass string) int {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/admin/config", nil)
+		req.SetBasicAuth(user, pass)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	if s := get("ops", "guess-me-0123456789"); s != 200 {
+		t.Fatalf("the right password: %d", s)
+	}
+	for i := range 10 {
+		if s := get("ops", "wrong-"+strconv.Itoa(i)); s != http.StatusForbidden && s != http.StatusUnauthorized {
+			t.Fatalf("wrong guess %d: %d, want 401 or 403", i, s)
+		}
+	}
+	if s := get("ops", "wrong-again"); s != http.StatusTooManyRequests {
+		t.Errorf("the eleventh wrong guess in a minute: %d, want 429", s)
+	}
+	if s := get("ops", "guess-me-0123456789"); s != http.StatusTooManyRequests {
+		t.Errorf("the right password while throttled: %d, want 429 (refused before it is checked)", s)
 	}
 }

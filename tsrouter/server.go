@@ -332,9 +332,11 @@ func (h *Handler) dispatch(w *recorder, r *http.Request, rt *route) {
 		h.fail(w, rt.env, errCrossSite.withDetail("request for an untrusted Host (DNS rebinding?)"))
 		return
 	}
-	if rt.admin && !h.isAdmin(r, rec) {
-		h.fail(w, rt.env, h.adminDenial(rec))
-		return
+	if rt.admin {
+		if err := h.admitAdmin(r, rec); err != nil {
+			h.fail(w, rt.env, err)
+			return
+		}
 	}
 	serve, ok := rt.handler(r.Method)
 	if !ok {
