@@ -126,7 +126,7 @@ func (s *Store) points(g *series, from, to time.Time, width time.Duration) []Poi
 
 // Sum is group's sums from from to now: the hourly buckets that start at
 // or after from (the current hour included), and when from is older than
-// the hourly ring, the daily buckets before it.
+// the hourly ring, whole days then hours (see sum).
 func (s *Store) Sum(k Kind, group string, from time.Time) (Counters, bool) {
 	g := s.lookup(k, group)
 	if g == nil {
@@ -145,16 +145,24 @@ func (s *Store) sum(g *series, from time.Time) Counters {
 	var c Counters
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for i := range g.hour {
-		if b := &g.hour[i]; b.t != 0 && b.t >= lo {
-			c.Add(&b.c)
-		}
-	}
-	if lo < hourStart {
+	// Every request is in an hourly and a daily bucket. Within the hourly
+	// ring's reach the hours answer; further back, whole days up to the
+	// midnight after the ring's oldest hour (that day's early hours are
+	// gone from the ring), then the hours from that midnight on. A slot
+	// older than the ring's reach (not yet reused) is never read.
+	hoursFrom := max(lo, hourStart)
+	if lo < hourStart && len(g.day) > 0 {
+		d0 := (hourStart + day - 1) / day * day
 		for i := range g.day {
-			if b := &g.day[i]; b.t != 0 && b.t >= lo-lo%day && b.t+day <= hourStart {
+			if b := &g.day[i]; b.t != 0 && b.t >= lo-lo%day && b.t < d0 {
 				c.Add(&b.c)
 			}
+		}
+		hoursFrom = d0
+	}
+	for i := range g.hour {
+		if b := &g.hour[i]; b.t != 0 && b.t >= hoursFrom {
+			c.Add(&b.c)
 		}
 	}
 	return c

@@ -209,6 +209,30 @@ func TestLongRetentionKeepsDays(t *testing.T) {
 	}
 }
 
+// A long window sums each request once: not again from an hourly slot
+// older than the hourly ring's reach, and not lost from the day the ring
+// reaches back into.
+func TestLongWindowSumsEachRequestOnce(t *testing.T) {
+	c := &clock{t0}
+	s := newStore(c, 30*24*time.Hour, "chat")
+	h := s.Handle(&usage.Identity{User: "a"})
+	s.Record(h, sample(c, "chat", 1, 0))
+	c.advance(8 * 24 * time.Hour) // past the hourly ring; the slot is not reused
+	if got := s.Total(c.now().Add(-30 * 24 * time.Hour)); got.Requests != 1 {
+		t.Fatalf("one request 8 days ago summed as %d", got.Requests)
+	}
+	for range 3 {
+		s.Record(h, sample(c, "chat", 1, 0))
+		c.advance(time.Hour)
+	}
+	if got := s.Total(c.now().Add(-30 * 24 * time.Hour)); got.Requests != 4 {
+		t.Fatalf("four requests summed as %d", got.Requests)
+	}
+	if got := s.Total(c.now().Add(-2 * time.Hour)); got.Requests != 2 {
+		t.Fatalf("the last two hours summed as %d, want 2", got.Requests)
+	}
+}
+
 func TestBudgetsAreUTCDays(t *testing.T) {
 	c := &clock{time.Date(2026, 3, 2, 23, 0, 0, 0, time.UTC)}
 	s := newStore(c, 24*time.Hour, "chat")
