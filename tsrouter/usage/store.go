@@ -171,6 +171,9 @@ type Store struct {
 	groups [numKinds]map[string]*series
 	// handles caches resolved handles by identity (bounded like groups).
 	handles map[handleKey]*Handle
+	// gen counts Reset and Prune (under mu): a handle resolved across one
+	// may hold series they dropped, and is not cached.
+	gen uint64
 
 	budgets budgets
 	// snapshotSize is the last snapshot's size: the next one's buffer.
@@ -247,14 +250,25 @@ func (s *Store) Handle(id *Identity) *Handle {
 	if h != nil && slices.Equal(h.tags, id.Tags) {
 		return h
 	}
-	h = s.resolve(id)
-	s.mu.Lock()
-	if s.handles == nil {
-		s.handles = map[handleKey]*Handle{}
+	for {
+		s.mu.RLock()
+		gen := s.gen
+		s.mu.RUnlock()
+		h = s.resolve(id)
+		s.mu.Lock()
+		if s.gen != gen {
+			// A Reset or Prune ran meanwhile and may have dropped the
+			// series h holds: resolve again.
+			s.mu.Unlock()
+			continue
+		}
+		if s.handles == nil {
+			s.handles = map[handleKey]*Handle{}
+		}
+		s.handles[k] = h
+		s.mu.Unlock()
+		return h
 	}
-	s.handles[k] = h
-	s.mu.Unlock()
-	return h
 }
 
 func (s *Store) resolve(id *Identity) *Handle {
@@ -329,6 +343,7 @@ func (s *Store) Groups(k Kind) []string {
 // Reset drops every count (budgets included).
 func (s *Store) Reset() {
 	s.mu.Lock()
+	s.gen++
 	clear(s.handles)
 	for k := range s.groups {
 		for name, g := range s.groups[k] {
@@ -358,7 +373,9 @@ func (s *Store) Prune() int {
 			continue
 		}
 		for _, g := range s.groups[k] {
-			if g.newest() < cutoff {
+			// newest 0: made by a Handle whose first Record is still to
+			// come, not idle.
+			if n := g.newest(); n != 0 && n < cutoff {
 				stale[g] = true
 			}
 		}
@@ -378,6 +395,7 @@ func (s *Store) Prune() int {
 		}
 	}
 	// Handles may point at dropped series: resolve them again.
+	s.gen++
 	clear(s.handles)
 	s.mu.Unlock()
 	return n

@@ -80,6 +80,20 @@ func TestPruneForgetsTheIdle(t *testing.T) {
 	}
 }
 
+// A caller resolved but not yet recorded is new, not idle: a Prune in
+// between keeps its series, so its first request is counted.
+func TestPruneKeepsTheNotYetRecorded(t *testing.T) {
+	c := &clock{t0}
+	s := newStore(c, 24*time.Hour, "chat")
+	h := s.Handle(&usage.Identity{User: "newcomer"})
+	c.advance(3 * 24 * time.Hour)
+	s.Prune()
+	s.Record(h, sample(c, "chat", 1, 0))
+	if got, _ := s.Sum(usage.KindUser, "newcomer", c.now().Add(-time.Hour)); got.Requests != 1 {
+		t.Fatalf("the newcomer's first request counted %d times, want 1", got.Requests)
+	}
+}
+
 func TestIdentitiesAndModelsAreSeparate(t *testing.T) {
 	c := &clock{t0}
 	s := newStore(c, 24*time.Hour, "chat", "code")
