@@ -33,19 +33,7 @@ snapshot_interval = "1s"
 `)
 	home := t.TempDir()
 	const token = "tok-secret-1234"
-	start := func() (*exec.Cmd, string, *lockedLog) {
-		addr := freePort(t)
-		cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
-		cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN="+token, "ANVIL_SERVING_HOME="+home)
-		logs := &lockedLog{}
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitHealthy(t, "http://"+addr)
-		return cmd, "http://" + addr, logs
-	}
+	start := func() (*exec.Cmd, string, *lockedLog) { return startServe(t, cfg, token, home) }
 	do := func(method, url, body string) (int, string) {
 		req, _ := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -238,19 +226,10 @@ func TestSIGHUPDuringDrainIsHarmless(t *testing.T) {
 	defer stop()
 	snapshot := filepath.Join(t.TempDir(), "stats.bin")
 	cfg := writeConfig(t, tierConfig(url)+"\n[admin.stats.persistence]\npath = \""+snapshot+"\"\nsnapshot_interval = \"1h\"\n")
-	addr := freePort(t)
-	cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
-	cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN=tok-secret-1234", "ANVIL_SERVING_HOME="+t.TempDir())
-	logs := &lockedLog{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitHealthy(t, "http://"+addr)
+	cmd, base, logs := startServe(t, cfg, "tok-secret-1234", t.TempDir())
 	streamed := make(chan string, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(t.Context(), "POST", "http://"+addr+"/v1/chat/completions",
+		req, _ := http.NewRequestWithContext(t.Context(), "POST", base+"/v1/chat/completions",
 			strings.NewReader(`{"model":"chat","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 		req.Header.Set("Authorization", "Bearer tok-secret-1234")
 		resp, err := http.DefaultClient.Do(req)
@@ -281,4 +260,22 @@ func TestSIGHUPDuringDrainIsHarmless(t *testing.T) {
 	if _, err := os.Stat(snapshot); err != nil {
 		t.Errorf("no final snapshot: %v\n%s", err, logs)
 	}
+}
+
+// startServe starts anvil-router serve on the dev listener with cfg, the
+// router token and ANVIL_SERVING_HOME home, and waits until it is healthy.
+// It returns the process, its base URL and its log.
+func startServe(t *testing.T, cfg, token, home string) (*exec.Cmd, string, *lockedLog) {
+	t.Helper()
+	addr := freePort(t)
+	cmd := exec.Command(binary, "serve", "--config", cfg, "--dev-listen", addr, "--log-format", "json")
+	cmd.Env = append(os.Environ(), "ANVIL_TEST_ROUTER_TOKEN="+token, "ANVIL_SERVING_HOME="+home)
+	logs := &lockedLog{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitHealthy(t, "http://"+addr)
+	return cmd, "http://" + addr, logs
 }
